@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 TARGET_KEY = "_target_"
 
@@ -57,6 +58,8 @@ def locate(path: str) -> Any:
                 obj = getattr(obj, attr)
         except AttributeError as e:
             raise InstantiationError(f"target '{path}' does not exist ({e})") from e
+        except ImportError as e:  # a lazy package attribute whose providing module is missing
+            raise InstantiationError(f"{path} is not available ({e})") from e
         return obj
     raise InstantiationError(f"target '{path}' cannot be imported ({last_error})")
 
@@ -80,9 +83,14 @@ class LazyCall:
         return DictConfig(content=kwargs, flags={"allow_objects": True})
 
 
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
+def _build_value(value: Any) -> Any:
+    """Instantiate nested targets anywhere inside containers; plain containers become plain dicts/lists."""
+    if isinstance(value, Mapping):
+        if TARGET_KEY in value:
+            return instantiate(value)
+        return {key: _build_value(value[key]) for key in value}
+    if isinstance(value, (ListConfig, list, tuple)):
+        return [_build_value(item) for item in value]
     return value
 
 
@@ -91,33 +99,30 @@ def instantiate(cfg: Any, *args: Any, **kwargs: Any) -> Any:
 
     Anything that is not a mapping with `_target_` (or a list of them) is returned unchanged.
     """
-    if isinstance(cfg, (ListConfig, list, tuple)) and not args and not kwargs:
+    if isinstance(cfg, (ListConfig, list, tuple)):
+        if args or kwargs:
+            raise InstantiationError("instantiate(list, ...) takes no extra arguments; instantiate the items instead")
         return [instantiate(item) for item in cfg]
     if not isinstance(cfg, Mapping) or TARGET_KEY not in cfg:
         return cfg
     items = {key: cfg[key] for key in cfg}
     target = items.pop(TARGET_KEY)
-    name = target if isinstance(target, str) else getattr(target, "__qualname__", repr(target))
-    fn = locate(target) if isinstance(target, str) else target
+    name = target if isinstance(target, str) else (dotted_path(target) or repr(target))
+    if isinstance(target, str):
+        fn = locate(target)
+    else:
+        fn = target
     if not callable(fn):
-        raise InstantiationError(f"target '{name}' is not callable")
-    built = {}
-    for key, value in items.items():
-        if key in kwargs:
-            continue  # overridden at the call site; do not build what is thrown away
-        if isinstance(value, (DictConfig, ListConfig, Mapping, list)):
-            value = instantiate(value) if _has_target(value) else _to_plain(value)
-        built[key] = value
-    built.update(kwargs)
+        raise InstantiationError(f"target '{name}' is not callable (got {type(fn).__name__})")
+    built = {key: _build_value(value) for key, value in items.items() if key not in kwargs}
+    built.update(kwargs)  # call-site arguments win; what they replace is never built
     try:
-        return fn(*args, **built)
-    except TypeError as e:
-        raise InstantiationError(f"instantiating '{name}' failed: {e}") from e
-
-
-def _has_target(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return TARGET_KEY in value
-    if isinstance(value, (list, ListConfig)):
-        return any(_has_target(v) for v in value)
-    return False
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature; let the call itself complain
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(*args, **built)
+        except TypeError as e:
+            raise InstantiationError(f"cannot instantiate '{name}': {e}") from e
+    return fn(*args, **built)

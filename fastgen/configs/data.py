@@ -1,0 +1,43 @@
+"""Data-loader configs. Paths derive from $DATA_ROOT_DIR (default $FASTGEN_OUTPUT_ROOT/DATA).
+
+The module-level constants are built when this module is imported; `cifar10_loader_config()` and friends build a
+fresh one reading the environment now (BaseConfig uses them so a default never goes stale or is shared).
+"""
+
+from fastgen.utils import LazyCall as L
+from fastgen.utils.env import data_root_dir
+
+DATA_ROOT_DIR = data_root_dir()
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
+
+_IMAGE_LOADER = "fastgen.datasets.image_loader.ImageLoader"
+
+
+def image_loader_config(relative_path: str, batch_size: int, use_labels: bool = True):
+    """An ImageLoader over `$DATA_ROOT_DIR/<relative_path>` (zip or folder, EDM dataset_tool layout)."""
+    return L(_IMAGE_LOADER)(
+        dataset_path=f"{data_root_dir()}/{relative_path}", batch_size=batch_size, use_labels=use_labels, shuffle=True,
+        seed=0, sampler_start_idx=None, xflip=False, num_workers=0,
+    )
+
+
+def cifar10_loader_config():
+    return image_loader_config("cifar10/cifar10-32x32.zip", batch_size=128)
+
+
+CIFAR10_Loader_Config = cifar10_loader_config()
+ImageNet64_Loader_Config = image_loader_config("imagenet-64/imagenet-64x64.zip", batch_size=32)
+ImageNet64_EDMV2_Loader_Config = image_loader_config("imagenet-64/imagenet-64x64-edmv2.zip", batch_size=32)
+ImageNet256_Loader_Config = image_loader_config("imagenet-256/imagenet_256_sd.zip", batch_size=32)
+
+FashionMNIST_Loader_Config = L("fastgen.datasets.idx_loader.FashionMNISTLoader")(
+    root=FASHION_MNIST_SYSTEM_DIR, split="train", batch_size=64, resolution=32, use_labels=True, seed=0,
+    sampler_start_idx=None,
+)
+GaussianMixture_Loader_Config = L("fastgen.datasets.gaussian_mixture.GaussianMixtureLoader")(
+    gmm_name="ring8", dim=2, batch_size=256, use_labels=False, seed=0, sampler_start_idx=None, num_samples=None,
+)
+# (noise, teacher sample) pairs or teacher trajectories for knowledge distillation
+TeacherPair_Loader_Config = L("fastgen.datasets.kd_dataset.TeacherPairLoader")(
+    path=f"{DATA_ROOT_DIR}/kd/teacher_pairs", batch_size=64, seed=0, sampler_start_idx=None,
+)

@@ -1,0 +1,33 @@
+"""Discriminator configs (heads on teacher features, used by DMD2/f-distill/LADD GAN losses)."""
+
+from fastgen.utils import LazyCall as L
+
+_D = "fastgen.networks.discriminators"
+
+Discriminator_EDM_CIFAR10_Config = L(f"{_D}.Discriminator_EDM")(
+    feature_indices=[0, 1, 2], all_res=[32, 16, 8], in_channels=256
+)
+Discriminator_EDM_ImageNet64_Config = L(f"{_D}.Discriminator_EDM")(
+    feature_indices=None, all_res=[64, 32, 16, 8], in_channels=768
+)
+Discriminator_ImageDiT_Flux_Config = L(f"{_D}.Discriminator_ImageDiT")(
+    feature_indices=None, num_blocks=57, inner_dim=3072
+)
+Discriminator_ImageDiT_QwenImage_Config = L(f"{_D}.Discriminator_ImageDiT")(
+    feature_indices=None, num_blocks=60, inner_dim=3072
+)
+
+
+def _video(num_blocks: int, inner_dim: int):
+    return L(f"{_D}.Discriminator_VideoDiT")(
+        feature_indices=None, num_blocks=num_blocks, disc_type="conv3d_down_mlp_efficient", inner_dim=inner_dim
+    )
+
+
+Discriminator_CogVideoX_2B_Config = _video(30, 1920 // 4)
+Discriminator_CogVideoX_5B_Config = _video(42, 3072 // 4)
+Discriminator_Wan_1_3B_Config = _video(30, 1536 // 4)
+Discriminator_Wan_14B_Config = _video(40, 5120 // 4)
+Discriminator_Wan22_5B_Config = _video(30, 3072 // 4)
+Discriminator_CosmosPredict2_2B_Config = _video(28, 2048)
+Discriminator_CosmosPredict2_14B_Config = _video(36, 5120)

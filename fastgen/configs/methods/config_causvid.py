@@ -1,0 +1,27 @@
+"""CausVid: DMD2 for a causal (chunk-autoregressive) video student with a bidirectional teacher."""
+
+import attrs
+from omegaconf import DictConfig
+
+from fastgen.configs.config import BaseConfig
+from fastgen.configs.methods import config_dmd2
+from fastgen.configs.methods.common import apply_standard_training
+from fastgen.utils import LazyCall as L
+
+
+@attrs.define(slots=False)
+class ModelConfig(config_dmd2.ModelConfig):
+    context_noise: float = 0.0
+
+
+@attrs.define(slots=False)
+class Config(BaseConfig):
+    model: ModelConfig = attrs.Factory(ModelConfig)
+    model_class: DictConfig = attrs.Factory(lambda: L("fastgen.methods.CausVidModel")(config=None))
+
+
+def create_config() -> Config:
+    config = Config()
+    apply_standard_training(config)
+    config.model.student_sample_steps = 4
+    return config

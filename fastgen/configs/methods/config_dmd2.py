@@ -1,0 +1,40 @@
+"""DMD2: distribution matching (VSD against a fake score) plus a GAN on teacher features."""
+
+from typing import Optional
+
+import attrs
+from omegaconf import DictConfig
+
+from fastgen.configs.config import BaseConfig, BaseModelConfig, fresh
+from fastgen.configs.discriminator import Discriminator_EDM_CIFAR10_Config
+from fastgen.configs.methods.common import apply_standard_training
+from fastgen.configs.opt import BaseOptimizerConfig, BaseSchedulerConfig
+from fastgen.utils import LazyCall as L
+
+
+@attrs.define(slots=False)
+class ModelConfig(BaseModelConfig):
+    fake_score_optimizer: DictConfig = fresh(BaseOptimizerConfig)
+    fake_score_scheduler: DictConfig = fresh(BaseSchedulerConfig)
+    discriminator: Optional[DictConfig] = fresh(Discriminator_EDM_CIFAR10_Config)
+    discriminator_optimizer: DictConfig = fresh(BaseOptimizerConfig)
+    discriminator_scheduler: DictConfig = fresh(BaseSchedulerConfig)
+    student_update_freq: int = 5  # generator step when iteration % freq == 0, else fake-score/discriminator step
+    gan_loss_weight_gen: float = 0.001  # 0 disables the GAN (no discriminator is built)
+    gan_use_same_t_noise: bool = False
+    fake_score_pred_type: Optional[str] = None  # None: the teacher's prediction type
+    gan_r1_reg_weight: float = 0.0
+    gan_r1_reg_alpha: float = 0.1
+
+
+@attrs.define(slots=False)
+class Config(BaseConfig):
+    model: ModelConfig = attrs.Factory(ModelConfig)
+    model_class: DictConfig = attrs.Factory(lambda: L("fastgen.methods.DMD2Model")(config=None))
+
+
+def create_config() -> Config:
+    config = Config()
+    apply_standard_training(config)
+    config.model.sample_t_cfg.time_dist_type = "polynomial"
+    return config

@@ -1,0 +1,27 @@
+"""Causal (chunk-wise autoregressive) SFT for video nets."""
+
+import attrs
+from omegaconf import DictConfig
+
+from fastgen.configs.config import BaseConfig
+from fastgen.configs.methods import config_sft
+from fastgen.configs.methods.common import apply_standard_training
+from fastgen.utils import LazyCall as L
+
+
+@attrs.define(slots=False)
+class ModelConfig(config_sft.ModelConfig):
+    context_noise: float = 0.0  # noise level of the context frames written to the KV cache
+
+
+@attrs.define(slots=False)
+class Config(BaseConfig):
+    model: ModelConfig = attrs.Factory(ModelConfig)
+    model_class: DictConfig = attrs.Factory(lambda: L("fastgen.methods.CausalSFTModel")(config=None))
+
+
+def create_config() -> Config:
+    config = Config()
+    apply_standard_training(config)
+    config.model.student_sample_steps = 4
+    return config

@@ -1,0 +1,61 @@
+"""Network configs (LazyCalls by dotted path: loading a config imports no network code).
+
+CKPT_ROOT_DIR is $CKPT_ROOT_DIR, default $FASTGEN_OUTPUT_ROOT/MODEL (read when this module is imported; experiment
+configs call `fastgen.utils.env.ckpt_root_dir()` to read it afresh).
+"""
+
+from fastgen.utils import LazyCall as L
+from fastgen.utils.env import ckpt_root_dir
+
+CKPT_ROOT_DIR = ckpt_root_dir()
+
+_EDM = "fastgen.networks.EDM.network.EDMPrecond"
+_EDM2 = "fastgen.networks.EDM2.network.EDM2Precond"
+_DIT = "fastgen.networks.DiT.network.DiT"
+
+# EDM DDPM++ (SongUNet), class-conditional CIFAR-10
+EDM_CIFAR10_Config = L(_EDM)(
+    img_resolution=32, img_channels=3, label_dim=10, sigma_data=0.5, model_type="SongUNet", augment_dim=9,
+    model_channels=128, channel_mult=[2, 2, 2], channel_mult_noise=1, embedding_type="positional",
+    encoder_type="standard", decoder_type="standard", resample_filter=[1, 1], dropout=0.0, label_dropout=0.0,
+    r_timestep=False,
+)
+# EDM ADM (DhariwalUNet), class-conditional ImageNet-64
+EDM_ImageNet64_Config = L(_EDM)(
+    img_resolution=64, img_channels=3, label_dim=1000, sigma_data=0.5, model_type="DhariwalUNet", augment_dim=0,
+    model_channels=192, channel_mult=[1, 2, 3, 4], channel_mult_emb=4, num_blocks=3, attn_resolutions=[32, 16, 8],
+    dropout=0.0, label_dropout=0.0, r_timestep=False,
+)
+
+
+def _edm2(model_channels: int):
+    return L(_EDM2)(
+        img_resolution=64, img_channels=3, label_dim=1000, sigma_data=0.5, logvar_channels=128,
+        model_channels=model_channels, channel_mult=[1, 2, 3, 4], num_blocks=3, attn_resolutions=[16, 8],
+        label_balance=0.5, concat_balance=0.5, dropout=0.0,
+    )
+
+
+EDM2_IN64_S_Config = _edm2(192)
+EDM2_IN64_M_Config = _edm2(256)
+EDM2_IN64_L_Config = _edm2(320)
+EDM2_IN64_XL_Config = _edm2(384)
+
+
+def _dit(hidden_size: int, depth: int, num_heads: int):
+    return L(_DIT)(
+        input_size=32, patch_size=2, in_channels=4, hidden_size=hidden_size, depth=depth, num_heads=num_heads,
+        class_dropout_prob=0.1, enable_class_dropout=False, num_classes=1000, learn_sigma=False, scale_t=True,
+    )
+
+
+DiT_IN256_S_Config = _dit(384, 12, 6)
+DiT_IN256_B_Config = _dit(768, 12, 12)
+DiT_IN256_L_Config = _dit(1024, 24, 16)
+DiT_IN256_XL_Config = _dit(1152, 28, 16)
+
+# toy 2-D problems: a small MLP student and the exact Gaussian-mixture denoiser (a perfect teacher)
+Toy_MLP_Config = L("fastgen.networks.toy.ToyMLP")(
+    dim=2, hidden_dim=128, num_layers=3, label_dim=0, net_pred_type="x0", schedule_type="edm"
+)
+GMM_Oracle_Config = L("fastgen.networks.toy.GMMDenoiser")(gmm_name="ring8", dim=2, schedule_type="edm")

@@ -1,0 +1,31 @@
+"""Train a fastgen model: python train.py --config=PATH [--log_level LEVEL] [--dryrun] - key=value ..."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fastgen.utils.scripts import parse_args, setup
+
+    args = parse_args(argv)
+    config = setup(args)  # exits 0 under --dryrun
+
+    from fastgen.utils import instantiate
+
+    model = instantiate(config.model_class, config=config.model)
+    from fastgen.trainer import Trainer  # imported late: --dryrun and config errors never pay for it
+
+    try:
+        Trainer(config).run(model)
+    finally:
+        from fastgen.utils.distributed import clean_up
+
+        clean_up()
+    return 0
+
+
+if __name__ == "__main__":
+    from fastgen.utils.scripts import run_cli
+
+    sys.exit(run_cli(main))
