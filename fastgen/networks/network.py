@@ -1,0 +1,163 @@
+"""FastGenNetwork: the one interface every generator, teacher and fake-score network implements.
+
+Methods only ever talk to networks through this interface, so any architecture can be distilled by any method:
+    out = net(x_t, t, condition=None, r=None, feature_indices=None, return_features_early=False,
+              return_logvar=False, fwd_pred_type=None)
+Return conventions (see `pack_outputs`):
+  * return_features_early=True -> list of feature tensors, one per entry of sorted(feature_indices); the forward
+    stops as soon as the last requested feature is computed (discriminator-only passes are cheaper);
+  * otherwise `out` (the native prediction `net_pred_type`, converted to `fwd_pred_type` when given),
+    followed by `features` (a list) when feature_indices is non-empty and `logvar` ([B, 1], the adaptive-weighting
+    log-variance used by sCM) when return_logvar: out | (out, features) | (out, logvar) | (out, features, logvar).
+  * t is the schedule's time (float64 allowed), shape [B] (or [B, T] for causal video nets); r is a second time
+    (MeanFlow's average-velocity end point); condition is None or a float tensor [B, label_dim] (a zero row /
+    [B, 0] means unconditional).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from fastgen.networks import samplers
+from fastgen.networks.noise_schedule import PRED_TYPES, get_noise_schedule
+
+
+class FastGenNetwork(nn.Module, ABC):
+    """Base class: native prediction type, a noise schedule, output packing, FSDP2 sharding and a teacher sampler.
+
+    Schedule kwargs (min_t, max_t, num_steps, rho, ...) pass through the network's constructor so a network
+    LazyCall can configure its schedule.
+    """
+
+    def __init__(self, net_pred_type: str = "x0", schedule_type: str = "edm", **schedule_kwargs):
+        super().__init__()
+        if net_pred_type not in PRED_TYPES:
+            raise ValueError(f"net_pred_type must be one of {PRED_TYPES}; got {net_pred_type!r}")
+        self.net_pred_type = net_pred_type
+        self.schedule_type = schedule_type
+        self.schedule_kwargs = dict(schedule_kwargs)
+        self.set_noise_schedule()
+
+    def set_noise_schedule(self) -> None:
+        """(Re-)create `self.noise_scheduler` (a plain object, not a module: it is never checkpointed)."""
+        self.noise_scheduler = get_noise_schedule(self.schedule_type, **self.schedule_kwargs)
+
+    @abstractmethod
+    def forward(
+        self,
+        x_t,
+        t,
+        condition=None,
+        r=None,
+        feature_indices=None,
+        return_features_early=False,
+        return_logvar=False,
+        fwd_pred_type=None,
+        **kwargs,
+    ):
+        """See the module docstring for the contract."""
+
+    # -- helpers for subclasses --
+    def convert_output(self, x_t, out, t, fwd_pred_type=None):
+        """Native prediction -> fwd_pred_type (None: unchanged), through the noise schedule in float64."""
+        if fwd_pred_type is None or fwd_pred_type == self.net_pred_type:
+            return out
+        return self.noise_scheduler.convert_model_output(x_t, out, t, self.net_pred_type, fwd_pred_type)
+
+    @staticmethod
+    def pack_outputs(out, features=None, logvar=None, feature_indices=None, return_logvar=False):
+        """out | (out, features) | (out, logvar) | (out, features, logvar), following the flags."""
+        result = [out]
+        if feature_indices:
+            result.append(features)
+        if return_logvar:
+            result.append(logvar)
+        return result[0] if len(result) == 1 else tuple(result)
+
+    @staticmethod
+    def expand_t(t, x: torch.Tensor) -> torch.Tensor:
+        """t as a tensor of shape [B] (a python float or 0-d tensor is repeated for the batch)."""
+        t = torch.as_tensor(t, device=x.device)
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+        return t.expand(x.shape[0]) if t.ndim == 0 else t
+
+    # -- sampling --
+    @torch.no_grad()
+    def sample(
+        self,
+        noise,
+        condition=None,
+        neg_condition=None,
+        guidance_scale=None,
+        num_steps=35,
+        sampler_type="heun",
+        t_list=None,
+        **net_kwargs,
+    ):
+        """Multi-step teacher sampling of the PF-ODE (samplers.ode_sample), CFG when guidance_scale is not None.
+
+        num_steps counts network evaluations per sample (35 = EDM's 18 Heun steps); t_list overrides the grid.
+        """
+        x0_fn = samplers.guided_x0_fn(self, condition, neg_condition, guidance_scale, **net_kwargs)
+        return samplers.ode_sample(x0_fn, noise, self.noise_scheduler, num_steps, sampler_type, t_list)
+
+    # -- distributed / meta init --
+    def fsdp_units(self) -> list[nn.Module]:
+        """Modules wrapped as separate FSDP2 units: by default every element of every nn.ModuleList child."""
+        units = []
+        for module in self.modules():
+            if isinstance(module, nn.ModuleList):
+                units.extend(module)
+        return units
+
+    def fully_shard(self, mesh=None, mp_policy=None, offload_policy=None):
+        """FSDP2: shard each unit of fsdp_units(), then the whole network (which gathers what is left)."""
+        from torch.distributed.fsdp import fully_shard
+
+        kwargs = {k: v for k, v in (("mesh", mesh), ("mp_policy", mp_policy), ("offload_policy", offload_policy))}
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        for unit in self.fsdp_units():
+            fully_shard(unit, **kwargs)
+        fully_shard(self, **kwargs)
+        return self
+
+    def reset_parameters(self) -> None:
+        """Re-initialise after `to_empty` (meta-device init): the base re-creates the noise schedule;
+        subclasses re-initialise their weights and then call super()."""
+        self.set_noise_schedule()
+
+    @staticmethod
+    def _is_in_meta_context() -> bool:
+        """True inside `with torch.device("meta")`: build from config instead of loading weights."""
+        return torch.empty(0).device.type == "meta"
+
+
+class CausalFastGenNetwork(FastGenNetwork):
+    """Autoregressive (chunk-by-chunk) video networks with KV caches.
+
+    Video is generated in chunks of `chunk_size` latent frames out of `total_num_frames`; t may be per frame
+    [B, T]. Forward takes the extra kwargs cache_tag="pos", cur_start_frame, store_kv, is_ar, frame_offset.
+    """
+
+    def __init__(self, chunk_size: int = 3, total_num_frames: int = 21, **kwargs):
+        super().__init__(**kwargs)
+        if chunk_size < 1 or total_num_frames < chunk_size:
+            raise ValueError(
+                f"need 1 <= chunk_size <= total_num_frames; got chunk_size={chunk_size}, "
+                f"total_num_frames={total_num_frames}"
+            )
+        self.chunk_size = int(chunk_size)
+        self.total_num_frames = int(total_num_frames)
+
+    @property
+    def num_chunks(self) -> int:
+        """Chunks per video; the first chunk absorbs total_num_frames % chunk_size extra frames."""
+        return self.total_num_frames // self.chunk_size
+
+    @abstractmethod
+    def clear_caches(self) -> None:
+        """Drop every KV cache (call before generating a new video)."""
