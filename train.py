@@ -12,7 +12,10 @@ def main(argv: list[str] | None = None) -> int:
     config = setup(args)  # exits 0 under --dryrun
 
     from fastgen.utils import instantiate
+    from fastgen.utils.rng import seed_everything
 
+    # the same seed on every rank: replicas start from identical weights, and a rerun starts where the last one did
+    seed_everything(config.trainer.seed, rank=0, iteration=0)
     model = instantiate(config.model_class, config=config.model)
     from fastgen.trainer import Trainer  # imported late: --dryrun and config errors never pay for it
 
