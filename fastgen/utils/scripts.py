@@ -27,11 +27,11 @@ class UsageError(ValueError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one clear line instead of argparse's usage block
-        raise UsageError(f"{message} (usage: {USAGE})")
+        raise UsageError(f"{message} (usage: {self.usage or USAGE})")
 
 
-def build_parser(description: str = "fastgen") -> argparse.ArgumentParser:
-    parser = _Parser(description=description, usage=USAGE)
+def build_parser(description: str = "fastgen", usage: str = USAGE) -> argparse.ArgumentParser:
+    parser = _Parser(description=description, usage=usage)
     parser.add_argument("--config", required=True, help="path to a config .py file with create_config()")
     parser.add_argument("--log_level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO")
     parser.add_argument("--dryrun", action="store_true", help="print the resolved config and exit")
