@@ -75,6 +75,8 @@ class BaseCheckpointerConfig(ConfigNode):
     use_s3: bool = False
     s3_container: str = "s3://checkpoints/fastgen"
     s3_credential: str = DEFAULT_S3_CREDENTIAL
+    # with use_s3: local copies of uploaded checkpoints to keep ("keep_latest" resumes without a download)
+    s3_local_copy_type: str = "keep_latest"  # keep_latest | keep_all | delete
     pretrained_ckpt_path: str = ""  # a fastgen checkpoint of a previous stage
     # model attribute -> key in that checkpoint's "model" dict
     pretrained_ckpt_key_map: dict[str, str] = attrs.Factory(lambda: {"net": "net"})

@@ -4,6 +4,8 @@ Labels come from an optional `dataset.json` `{"labels": [[relative_file_name, la
 list of floats). Items are `{"real": float32 CHW, "condition": float32 [label_dim], "neg_condition": zeros, "idx": int64}`
 with uint8 pixels mapped by x / 127.5 - 1 into [-1, 1] (latents are returned as stored).
 The zip file is opened lazily once per process, so the dataset is safe to use from DataLoader worker processes.
+`path` may be an s3:// URL, and `s3_path` names where to fetch a missing local zip: both are downloaded once into the
+verified cache $FASTGEN_OUTPUT_ROOT/.cache/s3 (fastgen.utils.s3).
 """
 
 from __future__ import annotations
@@ -51,15 +53,23 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        path: str,
+        path: str | None,
         resolution: int | None = None,
         use_labels: bool = True,
         label_dim: int | None = None,
         xflip: bool = False,
         max_size: int | None = None,
         cache: bool = True,
+        s3_path: str | None = None,
     ):
-        self.path = os.fspath(path)
+        path = os.fspath(path) if path is not None else None
+        if (path is not None and path.startswith("s3://")) or (s3_path and (path is None or not os.path.exists(path))):
+            from fastgen.utils.s3 import cached_download_rank0_first
+
+            path = cached_download_rank0_first(path if path is not None and path.startswith("s3://") else s3_path)
+        if path is None:
+            raise ValueError(f"dataset path is None; {MISSING_DATASET_HINT}")
+        self.path = path
         self.use_labels = bool(use_labels)
         self.xflip = bool(xflip)
         self.cache = bool(cache)

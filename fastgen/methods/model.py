@@ -83,10 +83,15 @@ def load_weights_file(path: str, key_map: Mapping[str, str] | None = None) -> di
     """A state dict from `.safetensors` or a torch file loaded with weights_only=True (never runs code).
 
     A fastgen checkpoint (dict with 'model') yields its 'net' weights. `key_map` renames key prefixes
-    (`{"model.": ""}` strips a wrapper's prefix).
+    (`{"model.": ""}` strips a wrapper's prefix). An `s3://bucket/key` path is downloaded once into the verified
+    cache $FASTGEN_OUTPUT_ROOT/.cache/s3 (re-used while its ETag and sha256 match; fastgen.utils.s3).
     """
     if not path:
         raise ValueError("no pretrained weights path given")
+    if str(path).startswith("s3://"):
+        from fastgen.utils.s3 import cached_download
+
+        path = cached_download(str(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
     if path.endswith(".safetensors"):

@@ -11,7 +11,9 @@ Layout: `{save_dir}/{iteration:07d}.pth`, a `torch.save` of
   one before falling back to the previous checkpoint.
 
 The interface is deliberately narrow, `save(state, iteration)`, `load(path)`, `load_latest()`, `list_checkpoints()`,
-so a sharded (DCP) or S3 variant only has to re-implement those. Turning a model/optimizers into a state dict and
+so a sharded (DCP) or S3 variant only has to re-implement those. `S3Checkpointer` (trainer.checkpointer.use_s3=True,
+chosen by `Checkpointer.from_config`) keeps the same files as objects `{s3_container}/{project}/{group}/{name}/
+checkpoints/{iteration:07d}.pth`; any `load(path)` also accepts an s3:// URL. Turning a model/optimizers into a state dict and
 back is done by `collect_state` / `restore_state`.
 """
 
@@ -26,6 +28,8 @@ from typing import Any
 
 import torch
 from loguru import logger
+
+from fastgen.utils import s3
 
 CHECKPOINT_PATTERN = re.compile(r"^(\d{7,})\.pth$")
 FORMAT_VERSION = 1
@@ -93,10 +97,9 @@ class Checkpointer:
 
     @classmethod
     def from_config(cls, checkpointer_config: Any, save_dir: str | None = None) -> Checkpointer:
-        if getattr(checkpointer_config, "use_s3", False):
-            raise ValueError(
-                "trainer.checkpointer.use_s3=True is not supported by the plain Checkpointer yet; set it to false"
-            )
+        """The backend the config asks for: S3 (`use_s3=True`, see S3Checkpointer) or local files in `save_dir`."""
+        if getattr(checkpointer_config, "use_s3", False) and cls is Checkpointer:
+            return S3Checkpointer.from_config(checkpointer_config, save_dir=save_dir)
         return cls(
             save_dir=save_dir or checkpointer_config.save_dir,
             pretrained_ckpt_path=checkpointer_config.pretrained_ckpt_path,
@@ -122,12 +125,26 @@ class Checkpointer:
         return sorted(found)
 
     def load(self, path: str) -> dict[str, Any]:
-        """The state stored in `path` (weights_only); raises CheckpointError / FileNotFoundError with the reason."""
+        """The state stored in `path` (weights_only); raises CheckpointError / FileNotFoundError with the reason.
+
+        An s3:// URL is read through the verified download cache (fastgen.utils.s3); a corrupt download is evicted.
+        """
+        if s3.is_s3_url(path):
+            local_path = self.s3_client().cached_download(path)
+            try:
+                return self.load(local_path)
+            except CheckpointError as error:
+                s3.remove_cached(local_path)
+                raise CheckpointError(f"{path}: {error}") from None
         state = safe_torch_load(path)
         if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
             keys = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise CheckpointError(f"{path} is not a fastgen checkpoint (expected keys 'model' and 'iteration', got {keys})")
         return state
+
+    def s3_client(self) -> s3.S3Client:
+        """Client for s3:// paths (e.g. a pretrained_ckpt_path on S3), credentials from the environment."""
+        return s3.S3Client()
 
     def load_latest(self) -> tuple[dict[str, Any], str] | None:
         """(state, path) of the newest readable checkpoint, or None when there is none.
@@ -142,6 +159,99 @@ class Checkpointer:
                 logger.warning(f"checkpoint {path} (iteration {iteration}) is unusable and is skipped; "
                                f"falling back to the previous checkpoint. Reason: {error}")
         return None
+
+
+class S3Checkpointer(Checkpointer):
+    """Checkpoints as S3 objects `{s3_container}/{key_prefix}/{iteration:07d}.pth` (trainer.checkpointer.use_s3).
+
+    `key_prefix` is the local save_dir relative to $FASTGEN_OUTPUT_ROOT, i.e. `{project}/{group}/{name}/checkpoints`,
+    so a run's S3 layout mirrors its local run directory and a resume on another machine finds it.
+    save = atomic local file in the S3 cache, then one upload (a completed PUT / multipart upload is atomic: readers
+    never see a partial object); list = listing of the prefix; load = verified cached download + the same
+    weights_only load, so `load_latest` falls back past a corrupt newest object exactly like the local backend.
+    `local_copy_type` says what happens to the local copy after the upload: "keep_latest" (default: the newest stays
+    in the cache, so resuming on the same machine downloads nothing), "keep_all", or "delete".
+    """
+
+    LOCAL_COPY_TYPES = ("keep_latest", "keep_all", "delete")
+
+    def __init__(self, s3_container: str, key_prefix: str, credential_file: str | None = None,
+                 local_copy_type: str = "keep_latest", pretrained_ckpt_path: str = "",
+                 pretrained_ckpt_key_map: Mapping | None = None, s3_client: Any = None):
+        if local_copy_type not in self.LOCAL_COPY_TYPES:
+            raise ValueError(f"local_copy_type={local_copy_type!r}; expected one of {', '.join(self.LOCAL_COPY_TYPES)}")
+        try:
+            self.prefix = s3.parse_s3_url(s3_container).join(key_prefix)
+        except ValueError as error:
+            raise ValueError(f"trainer.checkpointer.s3_container: {error}") from None
+        super().__init__(str(self.prefix), pretrained_ckpt_path, pretrained_ckpt_key_map)
+        self.local_copy_type = local_copy_type
+        self.storage = s3_client or s3.S3Client(credential_file)
+        self.storage.check_bucket(self.prefix)  # a bad bucket / key fails now, not at the first save hours later
+
+    @classmethod
+    def from_config(cls, checkpointer_config: Any, save_dir: str | None = None) -> S3Checkpointer:
+        return cls(
+            s3_container=checkpointer_config.s3_container,
+            key_prefix=s3_key_prefix(save_dir or checkpointer_config.save_dir),
+            credential_file=getattr(checkpointer_config, "s3_credential", None),
+            local_copy_type=checkpointer_config.s3_local_copy_type,
+            pretrained_ckpt_path=checkpointer_config.pretrained_ckpt_path,
+            pretrained_ckpt_key_map=checkpointer_config.pretrained_ckpt_key_map,
+        )
+
+    def url(self, iteration: int) -> str:
+        return str(self.prefix.join(f"{int(iteration):07d}.pth"))
+
+    def save(self, state: Mapping[str, Any], iteration: int) -> str:
+        """Serialise to the local cache, upload as one object, then keep/clean the local copy; returns the URL."""
+        url = self.url(iteration)
+        local_path = s3.cache_path(url)
+        atomic_torch_save(dict(state), local_path)
+        try:
+            info = self.storage.upload_file(local_path, url)
+        except BaseException:
+            s3.remove_cached(local_path)
+            raise
+        if self.local_copy_type == "delete":
+            s3.remove_cached(local_path)
+            return url
+        sha256, _, size = s3.file_digests(local_path)
+        s3.write_sidecar(local_path, {"url": url, "etag": info["etag"], "size": size, "sha256": sha256})
+        if self.local_copy_type == "keep_latest":
+            for _, older in self.list_local_copies():
+                if older != local_path:
+                    s3.remove_cached(older)
+        return url
+
+    def list_local_copies(self) -> list[tuple[int, str]]:
+        directory = os.path.dirname(s3.cache_path(self.url(0)))
+        return Checkpointer(directory).list_checkpoints()
+
+    def list_checkpoints(self) -> list[tuple[int, str]]:
+        """(iteration, s3:// URL) of the checkpoint objects directly under the prefix, oldest first."""
+        found = []
+        for item in self.storage.list(self.prefix, recursive=False):
+            match = CHECKPOINT_PATTERN.match(item["key"].rsplit("/", 1)[-1])
+            if match:
+                found.append((int(match.group(1)), item["url"]))
+        return sorted(found)
+
+    def s3_client(self) -> s3.S3Client:
+        return self.storage
+
+
+def s3_key_prefix(save_dir: str) -> str:
+    """The S3 key prefix of a run: save_dir relative to $FASTGEN_OUTPUT_ROOT ({project}/{group}/{name}/checkpoints)."""
+    from fastgen.utils.env import output_root
+
+    root = os.path.abspath(output_root())
+    relative = os.path.relpath(os.path.abspath(save_dir), root)
+    if relative == "." or relative.startswith(".." + os.sep) or relative == "..":
+        raise ValueError(f"trainer.checkpointer.use_s3=True names checkpoints by save_dir relative to "
+                         f"FASTGEN_OUTPUT_ROOT ({root}), but save_dir {save_dir} lies outside it; set "
+                         "trainer.checkpointer.save_dir to a relative path (default 'checkpoints')")
+    return relative.replace(os.sep, "/")
 
 
 # --- model <-> state ---------------------------------------------------------------------------------------------------
