@@ -149,6 +149,10 @@ class Trainer:
         save / load / load_latest interface slots in here)."""
         checkpointer_cfg = self.config.trainer.checkpointer
         save_dir = resolve_save_dir(checkpointer_cfg.save_dir, self.save_path)
+        if self.config.trainer.fsdp:  # sharded DCP folders, written and read by every rank
+            from fastgen.utils.dcp_checkpointer import DCPCheckpointer
+
+            return DCPCheckpointer.from_config(checkpointer_cfg, save_dir=save_dir)
         return Checkpointer.from_config(checkpointer_cfg, save_dir=save_dir)
 
     def config_yaml(self) -> str:
@@ -167,12 +171,13 @@ class Trainer:
         """Resume from the newest readable checkpoint when trainer.resume; returns (iteration, state or None)."""
         if not self.config.trainer.resume:
             return 0, None
-        found = self.checkpointer.load_latest()
+        sharded = getattr(self.checkpointer, "all_ranks_save", False)  # DCP: collective, reads into the model
+        found = self.checkpointer.load_latest(model) if sharded else self.checkpointer.load_latest()
         if found is None:
             logger.info(f"no checkpoint in {self.checkpointer.save_dir}: starting from iteration 0")
             return 0, None
         state, path = found
-        iteration = restore_state(model, state, self.callbacks)
+        iteration = (self.checkpointer.restore_state if sharded else restore_state)(model, state, self.callbacks)
         logger.info(f"resumed from {path} (iteration {iteration})")
         drift = config_drift(state.get("config", ""), self.config_yaml())
         if drift:
@@ -224,8 +229,12 @@ class Trainer:
             model.resume_iter = load_pretrained_checkpoint(
                 model, ckpt_cfg.pretrained_ckpt_path, ckpt_cfg.pretrained_ckpt_key_map, self.checkpointer
             )
-        model.on_train_begin(is_fsdp=bool(trainer_cfg.fsdp))
-        self.model_ddp = self.wrap_model(model)
+        if trainer_cfg.fsdp:  # FSDP2 places (and, with meta init, materialises) the networks itself, first
+            self.model_ddp = self.wrap_model(model)
+            model.on_train_begin(is_fsdp=True)
+        else:  # DDP wraps a model that is already on its device
+            model.on_train_begin(is_fsdp=False)
+            self.model_ddp = self.wrap_model(model)
         callbacks.on_model_init_end(model)
 
         callbacks.on_optimizer_init_start(model)
@@ -345,12 +354,13 @@ class Trainer:
     # --- checkpoints --------------------------------------------------------------------------------------------
     def save_checkpoint(self, model: Any, iteration: int) -> None:
         self.callbacks.on_save_checkpoint_start(model, iteration=iteration)
-        state = collect_state(
+        sharded = getattr(self.checkpointer, "all_ranks_save", False)  # DCP: every rank writes its shards
+        state = (self.checkpointer.collect_state if sharded else collect_state)(
             model, self.callbacks, iteration, rng=self.gather_rng_states(),
             data={"train": self.train_loader.position} if hasattr(self.train_loader, "position") else {},
             config_yaml=self.config_yaml(), world_size=self.world_size,
         )
-        if dist_utils.is_rank0():
+        if sharded or dist_utils.is_rank0():
             path = self.checkpointer.save(state, iteration)
             logger.info(f"saved checkpoint {path}")
         dist_utils.barrier()

@@ -1,4 +1,11 @@
-"""DMD2: distribution matching (VSD against a fake score) plus a GAN on teacher features."""
+"""DMD2: distribution matching (VSD against a fake score) plus a GAN on teacher (or fake-score) features.
+
+`fake_score_net` gives the fake score its own architecture (None: the teacher's config, else `net`); it is needed
+when the teacher has no trainable weights to copy (e.g. the exact Gaussian-mixture teacher of the Toy configs).
+`gan_feature_source` picks the network whose features feed the discriminator heads: "teacher" (FastGen's default)
+or "fake_score" (the DMD2 paper, sec. 4.3: the classifier sits on the fake denoiser's bottleneck and its loss also
+trains the fake score).
+"""
 
 from typing import Optional
 
@@ -22,7 +29,9 @@ class ModelConfig(BaseModelConfig):
     student_update_freq: int = 5  # generator step when iteration % freq == 0, else fake-score/discriminator step
     gan_loss_weight_gen: float = 0.001  # 0 disables the GAN (no discriminator is built)
     gan_use_same_t_noise: bool = False
-    fake_score_pred_type: Optional[str] = None  # None: the teacher's prediction type
+    fake_score_pred_type: Optional[str] = None  # None: the fake score's native prediction type (= the teacher's)
+    fake_score_net: Optional[DictConfig] = None  # fake-score architecture; None: teacher config (else net)
+    gan_feature_source: str = "teacher"  # "teacher" | "fake_score": whose features the discriminator heads read
     gan_r1_reg_weight: float = 0.0
     gan_r1_reg_alpha: float = 0.1
 

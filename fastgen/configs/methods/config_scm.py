@@ -65,6 +65,7 @@ def create_config() -> Config:
     config.trainer.callbacks.ema.type = "halflife"
     config.trainer.tf32_enabled = False
     config.model.net.dropout = 0.2
+    config.model.net.enable_logvar = True  # the adaptive-weighting head log u(t)
     config.model.net_optimizer.betas = [0.9, 0.99]
     config.model.net_optimizer.weight_decay = 0.0
     config.model.net_scheduler.warm_up_steps = [0]

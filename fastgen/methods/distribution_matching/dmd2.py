@@ -1,0 +1,161 @@
+"""DMD2 (Yin et al. 2024, "Improved Distribution Matching Distillation for Fast Image Synthesis").
+
+Networks: generator G (`net`), frozen teacher T (the real score), fake score F (initialised from T's weights,
+trained on G's samples) and, when gan_loss_weight_gen > 0, GAN heads D on T's features (or on F's features,
+`gan_feature_source="fake_score"`, as in the paper's sec. 4.3).
+
+Algorithm (two time-scale update rule, sec. 4.2): with freq = student_update_freq,
+  iteration % freq == 0 -> generator step:
+      x = G(z sigma_max) (1 step; several steps: data noised to a t of t_list), t ~ sample_t_cfg, x_t = noise(x, t);
+      L_G = VSD(x; T_x0(x_t), F_x0(x_t))   (eq. 2-3: grad_x = (F_x0 - T_x0) / mean|x - T_x0|)
+            + gan_loss_weight_gen * softplus(-D(feat(x_t)))          (eq. 5, non-saturating)
+      where T_x0 is classifier-free guided: T + (g - 1)(T - T_neg) when guidance_scale is set;
+  otherwise -> critic step (x drawn without gradient):
+      L_F = || F(x_t, t) - target ||^2 in fake_score_pred_type (denoising score matching on G's samples)
+            + softplus(D(feat(x_t))) + softplus(-D(feat(real_t))) + gan_r1_reg_weight * approx-R1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from loguru import logger
+from torch import nn
+
+from fastgen.methods.common_loss import (
+    PRED_TYPES,
+    denoising_score_matching_loss,
+    gan_loss_generator,
+    variational_score_distillation_loss,
+)
+from fastgen.methods.distribution_matching.common import AdversarialDistillationModel, check_feature_source
+
+
+class DMD2Model(AdversarialDistillationModel):
+    """Distribution matching distillation with a GAN (see module docstring)."""
+
+    extra_checkpointed = ("fake_score", "discriminator")
+
+    def __init__(self, config: Any):
+        check_feature_source(getattr(config, "gan_feature_source", "teacher"))
+        pred_type = config.fake_score_pred_type
+        if pred_type is not None and pred_type not in PRED_TYPES:
+            raise ValueError(f"model.fake_score_pred_type={pred_type!r} is not supported; expected None or one of "
+                             f"{PRED_TYPES}")
+        super().__init__(config)
+
+    # --- networks ------------------------------------------------------------------------------------------------
+    def gan_enabled(self) -> bool:
+        return float(self.config.gan_loss_weight_gen) > 0
+
+    @property
+    def feature_source(self) -> str:
+        return getattr(self.config, "gan_feature_source", "teacher")
+
+    def build_critics(self) -> None:
+        """The fake score, then the discriminator (only when gan_loss_weight_gen > 0)."""
+        self.fake_score = self.build_fake_score()
+        super().build_critics()
+
+    def build_fake_score(self) -> nn.Module:
+        """F from `fake_score_net` (else the teacher's config, else net), initialised from the teacher's weights when
+        the architectures match (the paper's init: F starts as the real score)."""
+        cfg = self.config
+        arch = getattr(cfg, "fake_score_net", None)
+        arch = arch if arch is not None else (cfg.teacher if cfg.teacher is not None else cfg.net)
+        fake_score = self.build_net(arch)
+        teacher_state = self.teacher.state_dict()
+        fake_keys = set(fake_score.state_dict())
+        if teacher_state and fake_keys <= set(teacher_state):
+            fake_score.load_state_dict(teacher_state, strict=False)
+        else:
+            logger.info(f"fake score ({type(fake_score).__name__}) keeps its own initialisation: the teacher "
+                        f"({type(self.teacher).__name__}) has no matching weights")
+        return fake_score.train().requires_grad_(True)
+
+    def init_optimizers(self) -> None:
+        super().init_optimizers()
+        self.add_optimizer("fake_score", self.fake_score, self.config.fake_score_optimizer,
+                           self.config.fake_score_scheduler)
+
+    @property
+    def fake_score_pred_type(self) -> str:
+        return self.config.fake_score_pred_type or self.fake_score.net_pred_type
+
+    # --- generator -----------------------------------------------------------------------------------------------
+    def vsd_scale(self, fake_logits: torch.Tensor | None, t: torch.Tensor) -> tuple[torch.Tensor | None, dict]:
+        """Per-sample scale of the VSD gradient (None for DMD2; f-distill's f-divergence weights)."""
+        return None, {}
+
+    def generator_losses(self, gen: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, condition: Any,
+                         neg_condition: Any) -> dict[str, torch.Tensor]:
+        """L_G for a generator sample `gen` (x0, with graph) noised with (t, eps): VSD + weighted GAN loss."""
+        x_t = self.schedule.forward_process(gen, eps, t)
+        gan = self.discriminator is not None
+        features = None
+        if gan and self.feature_source == "fake_score":
+            fake_x0, features = self.fake_score(x_t, t, condition=condition, fwd_pred_type="x0",
+                                                feature_indices=self.discriminator.feature_indices)
+        else:
+            with torch.no_grad():
+                fake_x0 = self.fake_score(x_t, t, condition=condition, fwd_pred_type="x0")
+        if gan and self.feature_source == "teacher":
+            teacher_x0, features = self.teacher_x0(x_t, t, condition, neg_condition,
+                                                   feature_indices=self.discriminator.feature_indices, grad=True)
+        else:
+            teacher_x0 = self.teacher_x0(x_t, t, condition, neg_condition)
+        fake_logits = self.discriminator(features) if gan else None
+        scale, extra = self.vsd_scale(fake_logits, t)
+        vsd = variational_score_distillation_loss(gen, teacher_x0.detach(), fake_x0.detach(), additional_scale=scale)
+        losses = {"vsd_loss": vsd, **extra}
+        total = vsd
+        if gan:
+            losses["gan_loss_gen"] = gan_loss_generator(fake_logits)
+            total = total + self.config.gan_loss_weight_gen * losses["gan_loss_gen"]
+        losses["total_loss"] = total
+        return losses
+
+    def generator_step(self, real, condition, neg_condition) -> tuple[dict, dict]:
+        gen, noise = self.generate(real, condition)
+        t, eps = self.sample_t_eps(gen)
+        losses = self.generator_losses(gen, t, eps, condition, neg_condition)
+        return self.loss_map(losses), self.step_outputs(gen, noise, condition)
+
+    # --- critic --------------------------------------------------------------------------------------------------
+    def fake_score_losses(self, gen: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, condition: Any,
+                          with_features: bool = False):
+        """DSM of F on the (detached) generator samples; with_features also returns F's features of x_t for D."""
+        gen = gen.detach()
+        x_t = self.schedule.forward_process(gen, eps, t)
+        pred_type = self.fake_score_pred_type
+        if with_features:
+            pred, features = self.fake_score(x_t, t, condition=condition, fwd_pred_type=pred_type,
+                                             feature_indices=self.discriminator.feature_indices)
+        else:
+            pred, features = self.fake_score(x_t, t, condition=condition, fwd_pred_type=pred_type), None
+        dsm = denoising_score_matching_loss(pred_type, pred, gen, eps, self.schedule, t)
+        return dsm, x_t, features
+
+    def critic_losses(self, gen: torch.Tensor, real: torch.Tensor, condition: Any) -> dict[str, torch.Tensor]:
+        t, eps = self.sample_t_eps(gen)
+        gan = self.discriminator is not None
+        shared = gan and self.feature_source == "fake_score"  # one F pass gives both the DSM output and D's input
+        dsm, x_t, features = self.fake_score_losses(gen, t, eps, condition, with_features=shared)
+        losses = {"fake_score_loss": dsm}
+        total = dsm
+        if gan:
+            losses.update(self.discriminator_loss(x_t, t, eps, real, condition, fake_features=features))
+            total = total + losses["gan_loss_disc"]
+        losses["total_loss"] = total
+        return losses
+
+    def critic_step(self, real, condition, neg_condition) -> tuple[dict, dict]:
+        gen, noise = self.generate(real, condition)  # net is frozen: drawn without a graph
+        losses = self.critic_losses(gen, real, condition)
+        return self.loss_map(losses), self.step_outputs(gen, noise, condition)
+
+    @staticmethod
+    def loss_map(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """total_loss keeps its graph; every other entry is logged detached."""
+        return {k: (v if k == "total_loss" else v.detach()) for k, v in losses.items()}

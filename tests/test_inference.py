@@ -1,0 +1,110 @@
+"""scripts/inference/image_model_inference.py: requested images and grid, the exact student sample, class lists."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastgen.utils.scripts import UsageError, run_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "inference", "image_model_inference.py")
+DMD2_CONFIG = os.path.join(ROOT, "fastgen", "configs", "experiments", "FashionMNIST", "config_dmd2.py")
+SFT_CONFIG = os.path.join(ROOT, "fastgen", "configs", "experiments", "FashionMNIST", "config_sft_teacher.py")
+CLASSES_FILE = os.path.join(ROOT, "scripts", "inference", "prompts", "classes.txt")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("image_model_inference", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script()
+
+
+@pytest.fixture()
+def weights(tmp_path):
+    """A seeded random demo network saved as a fastgen checkpoint holding 'net' and a different 'ema'."""
+    from fastgen.configs.experiments.FashionMNIST._common import fashion_mnist_net
+    from fastgen.utils import instantiate
+
+    torch.manual_seed(0)
+    net, ema = instantiate(fashion_mnist_net()), instantiate(fashion_mnist_net())
+    path = tmp_path / "0000010.pth"
+    torch.save({"model": {"net": net.state_dict(), "ema": ema.state_dict()}, "iteration": 10}, path)
+    return path, net.eval(), ema.eval()
+
+
+def png(path):
+    return np.asarray(Image.open(path))
+
+
+def test_student_inference_writes_the_requested_images(script, weights, tmp_path):
+    ckpt, _, ema = weights
+    out = tmp_path / "inf"
+    code = run_cli(script.main, [f"--config={DMD2_CONFIG}", f"--ckpt_path={ckpt}", "--classes=0,Bag,7",
+                                 "--num_samples_per_class=3", f"--out_dir={out}", "--seed=4", "--batch_size=4"])
+    assert code == 0
+    files = sorted(os.listdir(out / "images"))
+    assert len(files) == 9
+    assert files == [f"{tag}_{k:03d}.png" for tag in ("0_T-shirt-top", "7_Sneaker", "8_Bag") for k in range(3)]
+    # grid: 3 class rows x 3 samples, 32x32 cells, 2-pixel padding
+    assert png(out / "grid.png").shape == (3 * 34 + 2, 3 * 34 + 2)
+
+    # the image is the EMA network's 1-step sample x0 = G(z * 80, 80, class) of the documented noise seed
+    noise = torch.randn((1, 32, 32), generator=torch.Generator().manual_seed(4 * 1_000_003 + 8 * 10_007 + 1))
+    with torch.no_grad():
+        expected = ema(noise[None] * 80.0, torch.full((1,), 80.0, dtype=torch.float64),
+                       condition=torch.nn.functional.one_hot(torch.tensor([8]), 10).float()).clamp(-1, 1)
+    expected_u8 = np.clip(np.floor(expected[0, 0].numpy().astype(np.float64) * 127.5 + 128), 0, 255)
+    assert np.abs(png(out / "images" / "8_Bag_001.png").astype(np.int64) - expected_u8).max() <= 1
+
+
+def test_net_key_and_prompt_file_and_teacher_sampler(script, weights, tmp_path):
+    ckpt, net, _ = weights
+    out = tmp_path / "teacher"
+    prompt = tmp_path / "classes.txt"
+    prompt.write_text("# two classes\n7 Sneaker\n\nbag\n")
+    code = run_cli(script.main, [f"--config={SFT_CONFIG}", f"--ckpt_path={ckpt}", "--net_key=net",
+                                 f"--prompt_file={prompt}", "--num_samples_per_class=2", "--num_steps=3",
+                                 "--sampler_type=euler", f"--out_dir={out}", "--no_individual"])
+    assert code == 0
+    assert not os.listdir(out / "images") and png(out / "grid.png").shape == (2 * 34 + 2, 2 * 34 + 2)
+    # with the raw net, 3 Euler steps: compare the first grid cell (class 7, sample 0) with net.sample directly
+    noise = torch.randn((1, 32, 32), generator=torch.Generator().manual_seed(7 * 10_007))
+    with torch.no_grad():
+        x = net.sample(noise[None], condition=torch.nn.functional.one_hot(torch.tensor([7]), 10).float(),
+                       num_steps=3, sampler_type="euler").clamp(-1, 1)
+    expected = np.clip(np.floor(x[0, 0].numpy().astype(np.float64) * 127.5 + 128), 0, 255)
+    assert np.abs(png(out / "grid.png")[2:34, 2:34].astype(np.int64) - expected).max() <= 1
+
+
+def test_class_lists(script):
+    names = script.known_class_names(10)
+    assert [script.parse_class_entry(e, names) for e in ("3", "7 Sneaker", "ankle boot", "T-shirt/top")] == [3, 7, 9, 0]
+    with pytest.raises(UsageError, match="out of range"):
+        script.parse_class_entry("10", names)
+    with pytest.raises(UsageError, match="unknown class 'Hat'"):
+        script.parse_class_entry("Hat", names)
+    with open(CLASSES_FILE) as file:  # the shipped class list names every class once, in order
+        entries = [line for line in file if line.strip() and not line.startswith("#")]
+    assert [script.parse_class_entry(e, names) for e in entries] == list(range(10))
+
+
+def test_usage_errors_exit_2(script, weights, tmp_path, capsys):
+    ckpt, _, _ = weights
+    code = run_cli(script.main, [f"--config={DMD2_CONFIG}", f"--ckpt_path={ckpt}", "--classes=0",
+                                 f"--prompt_file={CLASSES_FILE}", f"--out_dir={tmp_path}"])
+    assert code == 2 and "either --classes or --prompt_file" in capsys.readouterr().err
+    code = run_cli(script.main, [f"--config={DMD2_CONFIG}", f"--ckpt_path={ckpt}", "--net_key=fake_score",
+                                 f"--out_dir={tmp_path}"])
+    assert code == 1 and "--net_key 'fake_score' is not in" in capsys.readouterr().err
