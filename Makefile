@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo fashion-mnist test lint clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -17,8 +17,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup
-	$(BIN)/python train.py --config=fastgen/configs/experiments/EDM/config_dmd2_test.py --dryrun
+FMNIST := /usr/share/datasets/fashion-mnist
+
+# Fashion-MNIST from Debian's package when we can install it; otherwise the demo downloads it or says how to get it.
+fashion-mnist:
+	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) \
+		|| echo "could not install dataset-fashion-mnist; the demo will try the official download"; fi
+
+# Shipped teacher -> DMD2 1-step student -> FID, timings, sample grid and report under $$FASTGEN_OUTPUT_ROOT.
+demo: setup fashion-mnist
+	$(BIN)/python -m fastgen.demo
 
 test: setup
 	ulimit -n 4096; $(BIN)/python -m pytest -q tests

@@ -16,7 +16,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # the same seed on every rank: replicas start from identical weights, and a rerun starts where the last one did
     seed_everything(config.trainer.seed, rank=0, iteration=0)
-    model = instantiate(config.model_class, config=config.model)
+    from fastgen.utils.distributed.fsdp import meta_init_context
+
+    # with fsdp_meta_init, ranks other than 0 build on the meta device; FSDP fills them from rank 0's weights
+    with meta_init_context(bool(config.trainer.fsdp and config.model.fsdp_meta_init)):
+        model = instantiate(config.model_class, config=config.model)
     from fastgen.trainer import Trainer  # imported late: --dryrun and config errors never pay for it
 
     try:

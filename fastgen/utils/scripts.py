@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 
 from loguru import logger
 
@@ -137,17 +136,10 @@ def resolve_config(args, evaluation: bool = False):
 
 
 def init_distributed() -> None:
-    """Start the default process group from torchrun's environment (NCCL on GPUs, gloo on CPU)."""
-    import torch
-    import torch.distributed as dist
+    """Start the default process group from torchrun's environment (NCCL on GPUs, gloo on CPU), if launched so."""
+    from fastgen.utils.distributed.launch import init_distributed as start
 
-    if dist.is_initialized():
-        return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    timeout = timedelta(seconds=int(os.environ.get("NCCL_TIMEOUT", "600")))
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend, timeout=timeout)
+    start()
 
 
 def setup(args, evaluation: bool = False):

@@ -7,8 +7,8 @@ from fastgen.configs.methods import config_dmd2
 from fastgen.configs.net import EDM_ImageNet64_Config
 
 
-def create_config():
-    config = config_dmd2.create_config()
+def apply_in64(config):
+    """The ImageNet-64 recipe on a DMD2-family config (shared with f-distill): ADM teacher, lr 2e-6, GAN 3e-3."""
     config.model.net = EDM_ImageNet64_Config
     config.model.discriminator = Discriminator_EDM_ImageNet64_Config
     config.model.input_shape = [3, 64, 64]
@@ -21,5 +21,10 @@ def create_config():
     config.trainer.max_iter = 600000
     config.trainer.batch_size_global = 512
     config.log_config.group = "imagenet64"
+    return config
+
+
+def create_config():
+    config = apply_in64(config_dmd2.create_config())
     config.log_config.name = "dmd2_in64"
     return config
