@@ -16,17 +16,24 @@ from fastgen.utils.gmm import make_gmm
 
 
 class FourierTimeEmbedding(nn.Module):
-    """[sin, cos](2 pi f c) on fixed log-spaced frequencies f in [1/4, 16]: resolves both coarse and fine times."""
+    """[sin, cos](2 pi f c) on fixed log-spaced frequencies f in [1/4, max_freq]: resolves coarse and fine times.
 
-    def __init__(self, num_channels: int = 32):
+    Methods that differentiate along time (sCM, MeanFlow: a JVP with tangent 1 in t) want a low max_freq: fast
+    oscillations of the embedding dominate dF/dt and make their training target noise (Lu & Song 2024, Sec. 4.1).
+    """
+
+    def __init__(self, num_channels: int = 32, max_freq: float = 16.0):
         super().__init__()
-        self.num_channels = num_channels
+        if not max_freq > 0.25:
+            raise ValueError(f"max_time_freq must be > 0.25 (the lowest frequency); got {max_freq}")
+        self.num_channels, self.max_freq = num_channels, float(max_freq)
         self.register_buffer("freqs", torch.empty(num_channels // 2), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
-            self.freqs.copy_(torch.logspace(-2, 4, self.num_channels // 2, base=2.0, device=self.freqs.device))
+            self.freqs.copy_(torch.logspace(-2, math.log2(self.max_freq), self.num_channels // 2, base=2.0,
+                                            device=self.freqs.device))
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         arg = 2 * math.pi * c[:, None] * self.freqs[None].to(c.dtype)
@@ -54,12 +61,13 @@ class ToyMLP(FastGenNetwork):
         r_timestep: bool = False,
         sigma_data: float = 0.5,
         time_emb_dim: int = 32,
+        max_time_freq: float = 16.0,
         **schedule_kwargs,
     ):
         super().__init__(net_pred_type=net_pred_type, schedule_type=schedule_type, **schedule_kwargs)
         self.dim, self.hidden_dim, self.num_layers = dim, hidden_dim, num_layers
         self.label_dim, self.r_timestep, self.sigma_data = label_dim, r_timestep, float(sigma_data)
-        self.time_embed = FourierTimeEmbedding(time_emb_dim)
+        self.time_embed = FourierTimeEmbedding(time_emb_dim, max_time_freq)
         self.time_mlp = nn.Sequential(nn.Linear(time_emb_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
         self.r_mlp = (
             nn.Sequential(nn.Linear(time_emb_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))

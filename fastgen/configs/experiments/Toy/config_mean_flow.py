@@ -25,8 +25,7 @@ def create_config():
     config.model.sample_t_cfg.r_sample_ratio = 0.5
     loss = config.model.loss_config
     loss.loss_type, loss.norm_method, loss.norm_const = "l2", "poly_1.0", 1e-3
-    # low-frequency time features: JVPs in t stay smooth (see consistency_model/toy_net.py)
-    config.model.net._target_ = "fastgen.methods.consistency_model.toy_net.SmoothTimeToyMLP"
+    # low-frequency time features: JVPs in t stay smooth (see FourierTimeEmbedding in fastgen/networks/toy.py)
     config.model.net.max_time_freq = 2.0
     config.model.student_sample_steps = 1
     config.model.student_sample_type = "ode"

@@ -18,8 +18,7 @@ def create_config():
     # a wider noise-level distribution than CIFAR-10's (std 1.4) reaches the sigma = 80 of 1-step sampling
     config.model.sample_t_cfg.train_p_std = 2.0
     config.trainer.callbacks.ema.beta = 0.95
-    # low-frequency time features: JVPs in t stay smooth (see consistency_model/toy_net.py)
-    config.model.net._target_ = "fastgen.methods.consistency_model.toy_net.SmoothTimeToyMLP"
+    # low-frequency time features: JVPs in t stay smooth (see FourierTimeEmbedding in fastgen/networks/toy.py)
     config.model.net.max_time_freq = 2.0
     config.model.student_sample_steps = 1
     return config
