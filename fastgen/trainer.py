@@ -369,11 +369,15 @@ class Trainer:
 
 
 class _LossMeter:
-    """Running sums of scalar losses between two log lines (kept as tensors: no device sync per step)."""
+    """Running sums of scalar losses between two log lines (kept as tensors: no device sync per step).
+
+    Each key is averaged over the iterations that reported it: methods that alternate updates (DMD2's generator
+    and critic steps) report different keys on different iterations. Keys come out sorted, total_loss first.
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, Any] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}
 
     def add(self, loss_map: Mapping[str, Any]) -> None:
         for key, value in loss_map.items():
@@ -382,9 +386,10 @@ class _LossMeter:
             elif not isinstance(value, (int, float)):
                 continue
             self.sums[key] = self.sums[key] + value if key in self.sums else value
-        self.count += 1
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def pop(self) -> dict[str, float]:
-        means = {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
-        self.sums, self.count = {}, 0
+        order = sorted(self.sums, key=lambda k: (k != "total_loss", k))
+        means = {k: float(self.sums[k]) / self.counts[k] for k in order}
+        self.sums, self.counts = {}, {}
         return means

@@ -154,3 +154,16 @@ def test_wrong_data_path_gives_a_clear_error(tmp_path):
     assert proc.returncode != 0
     assert f"KD data not found at {missing}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_loss_meter_averages_each_key_over_the_iterations_that_reported_it():
+    from fastgen.trainer import _LossMeter
+
+    meter = _LossMeter()
+    meter.add({"vsd_loss": torch.tensor(2.0), "total_loss": torch.tensor(2.0)})  # generator iteration
+    meter.add({"fake_score_loss": torch.tensor(1.0), "total_loss": torch.tensor(1.0)})  # critic iteration
+    meter.add({"fake_score_loss": torch.tensor(3.0), "total_loss": torch.tensor(3.0), "note": "skipped"})
+    means = meter.pop()
+    assert list(means) == ["total_loss", "fake_score_loss", "vsd_loss"]
+    assert means == {"total_loss": 2.0, "fake_score_loss": 2.0, "vsd_loss": 2.0}
+    assert meter.pop() == {}
