@@ -12,6 +12,7 @@ import PIL.Image
 import pytest
 import torch
 import torch.nn.functional as F
+from _toy_oracle import train_and_measure
 
 from fastgen.configs.config_utils import apply_overrides, import_config_from_python_file
 from fastgen.configs.experiments.Toy import config_dmd2
@@ -19,7 +20,7 @@ from fastgen.methods import DMD2Model
 from fastgen.methods.fine_tuning.sft import sample_t_kwargs
 from fastgen.trainer import Trainer
 from fastgen.utils import instantiate
-from fastgen.utils.gmm import make_gmm, mode_coverage, sliced_wasserstein
+from fastgen.utils.gmm import make_gmm
 
 
 @pytest.fixture
@@ -294,20 +295,7 @@ def test_checkpoint_holds_critics_and_resume_mid_cycle_is_bit_identical(tmp_path
 def test_toy_dmd2_moves_one_step_samples_to_the_mixture(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
     config = config_dmd2.create_config()
-    config.trainer.callbacks = {}
-    torch.manual_seed(0)
-    model = instantiate(config.model_class, config=config.model)
-    noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(3))
-    data, _ = make_gmm("ring8").sample(2000, torch.Generator().manual_seed(4))
-
-    def swd():
-        return sliced_wasserstein(model.generator_fn(model.net, noise), data, generator=torch.Generator().manual_seed(5))
-
-    before = swd()
-    Trainer(config).run(model)
-    after = swd()
-    coverage = mode_coverage(model.generator_fn(model.net, noise), make_gmm("ring8"))
-    print(f"DMD2 toy 1-step sliced W2 {before:.4f} -> {after:.4f}, {coverage}")
+    model, before, after, coverage = train_and_measure(config)
     assert after * 3.0 <= before
     assert coverage["mode_coverage"] >= 0.5
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _toy_oracle import train_and_measure
 
 from fastgen.configs.experiments.Toy import config_f_distill
 from fastgen.methods import FdistillModel
@@ -21,7 +22,7 @@ from fastgen.methods.distribution_matching.f_distill import (
 )
 from fastgen.trainer import Trainer
 from fastgen.utils import instantiate
-from fastgen.utils.gmm import make_gmm, mode_coverage, sliced_wasserstein
+from fastgen.utils.gmm import make_gmm
 
 
 @pytest.fixture
@@ -163,20 +164,7 @@ def test_weighted_vsd_gradient_and_checkpointed_bins():
 def test_toy_f_distill_moves_one_step_samples_to_the_mixture(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
     config = config_f_distill.create_config()
-    config.trainer.callbacks = {}
-    torch.manual_seed(0)
-    model = instantiate(config.model_class, config=config.model)
-    noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(3))
-    data, _ = make_gmm("ring8").sample(2000, torch.Generator().manual_seed(4))
-
-    def swd():
-        return sliced_wasserstein(model.generator_fn(model.net, noise), data, generator=torch.Generator().manual_seed(5))
-
-    before = swd()
-    Trainer(config).run(model)
-    after = swd()
-    coverage = mode_coverage(model.generator_fn(model.net, noise), make_gmm("ring8"))
-    print(f"f-distill toy 1-step sliced W2 {before:.4f} -> {after:.4f}, {coverage}")
+    model, before, after, coverage = train_and_measure(config)
     assert after * 3.0 <= before
     assert coverage["mode_coverage"] >= 0.5
     saved = torch.load(f"{config.log_config.save_path}/checkpoints/{config.trainer.max_iter:07d}.pth",

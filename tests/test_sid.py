@@ -4,13 +4,12 @@ exact Gaussian-mixture teacher."""
 
 import pytest
 import torch
+from _toy_oracle import train_and_measure
 
 from fastgen.configs.experiments.Toy import config_sid
 from fastgen.methods import SiDModel
 from fastgen.methods.distribution_matching.sid import sid_generator_loss
-from fastgen.trainer import Trainer
-from fastgen.utils import instantiate
-from fastgen.utils.gmm import make_gmm, mode_coverage, sliced_wasserstein
+from fastgen.utils.gmm import make_gmm
 
 
 @pytest.fixture
@@ -102,19 +101,6 @@ def test_fake_score_steps_every_iteration_generator_every_freq():
 def test_toy_sid_moves_one_step_samples_to_the_mixture(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
     config = config_sid.create_config()
-    config.trainer.callbacks = {}
-    torch.manual_seed(0)
-    model = instantiate(config.model_class, config=config.model)
-    noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(3))
-    data, _ = make_gmm("ring8").sample(2000, torch.Generator().manual_seed(4))
-
-    def swd():
-        return sliced_wasserstein(model.generator_fn(model.net, noise), data, generator=torch.Generator().manual_seed(5))
-
-    before = swd()
-    Trainer(config).run(model)
-    after = swd()
-    coverage = mode_coverage(model.generator_fn(model.net, noise), make_gmm("ring8"))
-    print(f"SiD toy 1-step sliced W2 {before:.4f} -> {after:.4f}, {coverage}")
+    model, before, after, coverage = train_and_measure(config)
     assert after * 3.0 <= before
     assert coverage["mode_coverage"] >= 0.5
