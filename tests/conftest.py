@@ -1,7 +1,18 @@
-"""Shared test setup. Tiny networks run fastest single-threaded: thread start-up dominates their kernels."""
+"""Shared test setup.
 
-import pytest
-import torch
+- The suite is the CPU suite (CI has no GPU): on a machine with GPUs they are hidden before anything touches CUDA,
+  so `device="auto"` models stay on the CPU beside the CPU tensors the tests build. GPU checks are separate
+  device scripts; set FASTGEN_TESTS_USE_GPU=1 to let the tests see the GPUs anyway.
+- Tiny networks run fastest single-threaded: thread start-up dominates their kernels.
+"""
+
+import os
+
+if os.environ.get("FASTGEN_TESTS_USE_GPU") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")

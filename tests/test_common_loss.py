@@ -8,6 +8,7 @@ from fastgen.methods.common_loss import (
     approx_r1_loss,
     denoising_score_matching_loss,
     dsm_target,
+    dsm_weight,
     gan_loss_discriminator,
     gan_loss_generator,
     perturb_for_r1,
@@ -81,3 +82,28 @@ def test_approx_r1():
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     torch.testing.assert_close(perturb_for_r1(x, 0.1, g1), 0.1 * torch.randn(4, 3, generator=g2))
     assert F.mse_loss(real, real) == 0
+
+
+def test_dsm_edm_weighting_is_the_edm_lambda_on_the_x0_error_in_every_prediction_type():
+    """The "edm" weighting gives the same loss whatever the net predicts: lambda(s) ||x0_pred - x0||^2."""
+    x0, eps, _ = _fixed()
+    sigma_data = 0.5
+    for schedule_type in ("edm", "rf"):
+        schedule = get_noise_schedule(schedule_type)
+        t = torch.tensor([0.05, 0.5, 0.9], dtype=torch.float64)
+        x_t = schedule.forward_process(x0, eps, t)
+        x0_pred = x0 + 0.1 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+        s = schedule.sigma(t) / schedule.alpha(t)
+        lam = ((s**2 + sigma_data**2) / (s * sigma_data) ** 2).float().view(-1, 1, 1, 1)
+        expected = (lam * (x0_pred - x0) ** 2).mean()
+        for pred_type in ("x0", "eps", "v", "flow"):
+            pred = schedule.convert_model_output(x_t, x0_pred, t, "x0", pred_type)
+            loss = denoising_score_matching_loss(pred_type, pred, x0, eps, schedule, t, weighting="edm",
+                                                 sigma_data=sigma_data)
+            torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
+        # at s = sigma_data the weight is 2 / sigma_data^2 = 8; low noise is weighted ~1/s^2 (here 1/0.05^2 + 4)
+        w = dsm_weight("edm", "x0", get_noise_schedule("edm"), torch.tensor([0.5, 0.05], dtype=torch.float64))
+        torch.testing.assert_close(w, torch.tensor([8.0, 404.0], dtype=torch.float64))
+    assert dsm_weight("none", "x0", get_noise_schedule("edm"), torch.ones(2)) is None
+    with pytest.raises(ValueError, match="DSM weighting must be one of"):
+        denoising_score_matching_loss("x0", x0, x0, eps, get_noise_schedule("edm"), torch.ones(3), weighting="snr")

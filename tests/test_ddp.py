@@ -175,6 +175,32 @@ def _no_sync_worker(rank: int) -> None:
     assert model.module.net.weight.grad.item() == pytest.approx(3.0)
 
 
+@pytest.mark.slow
+def test_buffer_sync_flag_keeps_the_wrap_time_broadcast_on_old_and_new_torch():
+    spawn_local(_buffer_sync_worker, WORLD)
+
+
+def _buffer_sync_worker(rank: int) -> None:
+    from fastgen.utils.distributed.ddp import buffer_sync_kwargs
+
+    def new_init(self, module, broadcast_buffers=None, forward_sync_buffers=None):  # torch >= 2.13
+        pass
+
+    def old_init(self, module, broadcast_buffers=True):  # torch 2.11: no forward_sync_buffers
+        pass
+
+    module = torch.nn.Module()
+    module.register_buffer("table", torch.full((3,), float(rank)))
+    # new torch: DDP itself broadcasts at wrap time; nothing is touched here
+    assert buffer_sync_kwargs(module, False, new_init) == {"forward_sync_buffers": False}
+    assert module.table.tolist() == [float(rank)] * 3
+    assert buffer_sync_kwargs(module, True, old_init) == {"broadcast_buffers": True}
+    assert module.table.tolist() == [float(rank)] * 3
+    # old torch with broadcast_buffers=False would skip the wrap-time broadcast: done here instead
+    assert buffer_sync_kwargs(module, False, old_init) == {"broadcast_buffers": False}
+    assert module.table.tolist() == [0.0, 0.0, 0.0]
+
+
 def test_launch_environment_parsing(monkeypatch):
     from datetime import timedelta
 

@@ -185,7 +185,10 @@ def test_shipped_teacher_matches_its_manifest_and_the_config():
     path = shipped_teacher_path()
     manifest = verify_teacher(path)  # sha256 checked
     assert os.path.getsize(path) == manifest["size_bytes"] < 5 * 2**20
-    assert manifest["iterations"] == 1500 and "trainer.max_iter=1500" in manifest["command"]
+    teacher_config = import_config_from_python_file(pipeline.TEACHER_CONFIG)
+    assert manifest["iterations"] == teacher_config.trainer.max_iter == 10000
+    assert "trainer.max_iter=10000" in manifest["command"] and manifest["config"] in pipeline.TEACHER_CONFIG
+    assert teacher_config.model.dsm_weighting == "edm" and manifest["training"]["batch_size"] == 256
     assert manifest["fid_35nfe"] > 0 and manifest["fid_num_samples"] == 1000
     net = load_teacher_net(path)
     assert sum(p.numel() for p in net.parameters()) == manifest["num_parameters"] == 710865

@@ -364,6 +364,13 @@ def test_compute_fid_from_ckpts_sweeps_new_checkpoints(tmp_path, monkeypatch):
     assert results["fid"][1] == pytest.approx(fids["ema"], rel=1e-6)
     assert abs(fids["net"] - fids["ema"]) > 1e-3 * fids["ema"]
 
+    # --network picks the raw weights into their own file; a name the checkpoints lack is a clear error
+    assert sweep.main(["--network", "net", *argv]) == 0
+    net_results = json.loads((Path(config.log_config.save_path) / "fid_net.json").read_text())
+    assert net_results["ckpt_num"] == [100, 200] and net_results["fid"][1] == pytest.approx(fids["net"], rel=1e-6)
+    with pytest.raises(Exception, match="has no network 'ema_9'"):
+        sweep.main(["--network", "ema_9", *argv])
+
     # a second run only adds what is new
     first = fid_json.read_text()
     assert sweep.main(argv) == 0

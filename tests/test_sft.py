@@ -60,6 +60,27 @@ def test_dsm_loss_equals_formula(pred_type):
     assert loss_map["total_loss"].requires_grad and callable(outputs["gen_rand"])
 
 
+def test_edm_weighted_dsm_loss_equals_formula_and_bad_weighting_fails_before_building():
+    config = small_config(dsm_weighting="edm", dsm_sigma_data=0.7)
+    model = SFTModel(config.model)
+    randomize(model.net)
+    real = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    data = {"real": real, "condition": torch.zeros(16, 0), "neg_condition": torch.zeros(16, 0)}
+    torch.manual_seed(7)
+    loss_map, _ = model.single_train_step(data, 1)
+    torch.manual_seed(7)
+    t = model.net.noise_scheduler.sample_t(16, **sample_t_kwargs(config.model.sample_t_cfg))
+    eps = torch.randn_like(real)
+    sigma = t.float()[:, None]
+    with torch.no_grad():
+        pred = model.net(real + sigma * eps, t)
+    weight = (sigma**2 + 0.49) / (sigma * 0.7) ** 2
+    torch.testing.assert_close(loss_map["total_loss"].detach(), (weight * (pred - real) ** 2).mean(), rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="model.dsm_weighting must be one of"):
+        SFTModel(small_config(dsm_weighting="min_snr").model)
+
+
 def test_condition_dropout():
     cond = torch.eye(4)[torch.tensor([0, 1, 2, 3, 0, 1])]
     neg = torch.zeros_like(cond)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fastgen.networks.noise_schedule import broadcast_t
+
 PRED_TYPES = ("x0", "eps", "v", "flow")
 
 
@@ -33,11 +35,45 @@ def dsm_target(pred_type: str, x0: torch.Tensor, eps: torch.Tensor, noise_schedu
     raise ValueError(f"pred_type={pred_type!r} is not supported; expected one of {PRED_TYPES}")
 
 
+DSM_WEIGHTINGS = ("none", "edm")
+
+
+def dsm_weight(weighting: str, pred_type: str, noise_scheduler, t: torch.Tensor, sigma_data: float = 0.5,
+               ) -> torch.Tensor | None:
+    """Per-sample weight (shaped like t: [B] or [B, T]; float64) of the squared DSM error in `pred_type` space;
+    None means unweighted.
+
+    "edm" (Karras et al. 2022, eq. 8): lambda(s) = (s^2 + sigma_data^2) / (s sigma_data)^2 on the x0 error, with
+    s = sigma(t) / alpha(t) the noise level of the equivalent VE process. It makes the loss of the preconditioned
+    network's raw output F unit-scale at every noise level; plain x0 MSE instead weights level s by about s^2, so
+    the low-noise levels that carry fine detail are barely trained. An error in another prediction type maps to
+    the x0 error by a per-sample factor c(t) (the conversions are linear in the output at fixed x_t), so the weight
+    there is lambda(s) c(t)^2 and the loss is the same function of the network whatever it predicts.
+    """
+    if weighting not in DSM_WEIGHTINGS:
+        raise ValueError(f"DSM weighting must be one of {DSM_WEIGHTINGS}; got {weighting!r}")
+    if weighting == "none":
+        return None
+    t64 = torch.as_tensor(t, dtype=torch.float64)
+    s = noise_scheduler.sigma(t64).to(torch.float64) / noise_scheduler.alpha(t64).to(torch.float64)
+    lam = (s**2 + sigma_data**2) / (s * sigma_data) ** 2
+    # d x0 / d output at fixed x_t: the conversion of a unit output from x_t = 0
+    unit = torch.ones(*t64.shape, 1, dtype=torch.float64, device=t64.device)
+    c = noise_scheduler.convert_model_output(torch.zeros_like(unit), unit, t64, pred_type, "x0").reshape(t64.shape)
+    return lam * c**2
+
+
 def denoising_score_matching_loss(pred_type: str, net_pred: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor,
-                                  noise_scheduler, t: torch.Tensor) -> torch.Tensor:
-    """DSM (Vincent 2011; Ho et al. 2020 eq. 14 for eps): mean ||net_pred - target(pred_type)||^2, unweighted."""
+                                  noise_scheduler, t: torch.Tensor, weighting: str = "none",
+                                  sigma_data: float = 0.5) -> torch.Tensor:
+    """DSM (Vincent 2011; Ho et al. 2020 eq. 14 for eps): mean ||net_pred - target(pred_type)||^2, per-sample
+    weighted by `dsm_weight(weighting, ...)` ("none": unweighted, the reference's loss)."""
     target = dsm_target(pred_type, x0, eps, noise_scheduler, t)
-    return F.mse_loss(net_pred.float(), target.float())
+    weight = dsm_weight(weighting, pred_type, noise_scheduler, t, sigma_data)
+    if weight is None:
+        return F.mse_loss(net_pred.float(), target.float())
+    err = (net_pred.float() - target.float()) ** 2
+    return (broadcast_t(weight, err).float() * err).mean()
 
 
 def variational_score_distillation_loss(gen: torch.Tensor, teacher_x0: torch.Tensor, fake_x0: torch.Tensor,

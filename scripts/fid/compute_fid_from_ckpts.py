@@ -1,16 +1,17 @@
 """FID of every checkpoint of a run that is not yet in its fid.json.
 
     python scripts/fid/compute_fid_from_ckpts.py --config=PATH [--feature_net fmnist|inception]
-        [--inception_weights FILE] [--ref FILE] [--batch_size 250] [--seed 0] [--output FILE] - overrides...
+        [--inception_weights FILE] [--ref FILE] [--batch_size 250] [--seed 0] [--network NAME] [--output FILE]
+        - overrides...
     torchrun --nproc_per_node=8 scripts/fid/compute_fid_from_ckpts.py --config=PATH ... - trainer.ddp=True
 
 For each `{save_dir}/{iteration:07d}.pth` with eval.min_ckpt <= iteration <= eval.max_ckpt: load it
-(weights_only), take the first EMA copy if the checkpoint holds one, else `net`, generate eval.num_samples images with
+(weights_only), take `--network` (default: the first EMA copy if the checkpoint holds one, else `net`), generate eval.num_samples images with
 the model's few-step `generator_fn` (model.student_sample_steps; random one-hot labels when the network is
 class-conditional), and compute FID against the reference statistics. Sample i uses noise (and label) from a
 generator seeded with seed + i, so each image does not depend on the batch size or the number of ranks.
 
-Results merge into `{run_dir}/fid.json` = {"ckpt_num": [...], "fid": [...], "num_samples", "ref_sha256",
+Results merge into `{run_dir}/fid.json` (`fid_{network}.json` with --network) = {"ckpt_num": [...], "fid": [...], "num_samples", "ref_sha256",
 "feature_net", "feature_net_sha256", "seed_range", "student_sample_steps"}, rewritten atomically after each
 checkpoint. A fid.json written under another protocol (reference, feature weights, sample count, seeds, steps) is
 refused: its numbers are not comparable; pass --output to write elsewhere.
@@ -42,7 +43,11 @@ def build_parser():
     parser.add_argument("--ref", default=None, help="reference statistics .npz (fmnist default: shipped train split)")
     parser.add_argument("--batch_size", type=int, default=250, help="images generated per forward")
     parser.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
-    parser.add_argument("--output", default=None, help="results file (default: {run_dir}/fid.json)")
+    parser.add_argument("--network", default=None,
+                        help="network of the checkpoints to evaluate, e.g. net or ema (default: the first EMA copy, "
+                             "else net); compare an EMA with the raw weights without retraining")
+    parser.add_argument("--output", default=None,
+                        help="results file (default: {run_dir}/fid.json; {run_dir}/fid_NETWORK.json with --network)")
     return parser
 
 
@@ -128,11 +133,17 @@ def make_generate_fn(model, net, seed: int, student_sample_steps: int):
     return generate
 
 
-def load_inference_weights(model, state: dict, path: str) -> str:
-    """Load the checkpoint's first EMA copy (else 'net') into model.net; returns the name used."""
+def load_inference_weights(model, state: dict, path: str, network: str | None = None) -> str:
+    """Load the checkpoint's `network` (default: its first EMA copy, else 'net') into model.net; returns the name."""
     from fastgen.utils.checkpointer import CheckpointError, load_module_state
 
     saved = state["model"]
+    if network is not None:
+        if network not in saved:
+            raise CheckpointError(f"{path} has no network {network!r} (it holds {sorted(saved)}); pick one with "
+                                  "--network")
+        load_module_state(model.net, saved[network], network, strict=True)
+        return network
     name = next((n for n in getattr(model, "ema_names", []) if n in saved), None)
     name = name or next((n for n in sorted(saved) if n.startswith("ema")), None) or "net"
     if name not in saved:
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--batch_size must be positive; got {args.batch_size}")
     config = setup(args, evaluation=True)
     run_dir = config.log_config.save_path
-    output = args.output or os.path.join(run_dir, "fid.json")
+    output = args.output or os.path.join(run_dir, f"fid_{args.network}.json" if args.network else "fid.json")
     steps = int(config.model.student_sample_steps)
     num_samples = int(config.eval.num_samples)
 
@@ -188,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         except (CheckpointError, OSError) as error:  # e.g. a checkpoint still being written by a live run
             logger.warning(f"skipping unreadable checkpoint {path}: {error}")
             continue
-        name = load_inference_weights(model, state, path)
+        name = load_inference_weights(model, state, path, args.network)
         generate = make_generate_fn(model, net, args.seed, steps)
         fid = compute_fid(generate, extractor, ref, num_samples=num_samples, batch_size=args.batch_size,
                           device=model.device)

@@ -30,6 +30,9 @@ class ModelConfig(BaseModelConfig):
     gan_loss_weight_gen: float = 0.001  # 0 disables the GAN (no discriminator is built)
     gan_use_same_t_noise: bool = False
     fake_score_pred_type: Optional[str] = None  # None: the fake score's native prediction type (= the teacher's)
+    # per-noise-level weight of the fake score's DSM loss: "none" (the reference) or "edm" (common_loss.dsm_weight)
+    fake_score_dsm_weighting: str = "none"
+    fake_score_dsm_sigma_data: float = 0.5
     fake_score_net: Optional[DictConfig] = None  # fake-score architecture; None: teacher config (else net)
     gan_feature_source: str = "teacher"  # "teacher" | "fake_score": whose features the discriminator heads read
     gan_r1_reg_weight: float = 0.0

@@ -1,4 +1,5 @@
-"""Supervised fine-tuning (plain denoising score matching), optionally with condition dropout for CFG."""
+"""Supervised fine-tuning (denoising score matching, optionally EDM-weighted), optionally with condition dropout
+for CFG."""
 
 from typing import Optional
 
@@ -14,6 +15,10 @@ from fastgen.utils import LazyCall as L
 class ModelConfig(BaseModelConfig):
     cond_dropout_prob: Optional[float] = None  # per-sample probability of replacing the condition by neg_condition
     cond_keys_no_dropout: list[str] = attrs.Factory(list)  # dict-condition keys never dropped
+    # per-noise-level weight of the DSM loss: "none" (plain MSE in the net's prediction type, the reference's loss)
+    # or "edm" (Karras et al. 2022: unit-scale loss at every level; see common_loss.dsm_weight)
+    dsm_weighting: str = "none"
+    dsm_sigma_data: float = 0.5  # sigma_data of the "edm" weighting (the data's standard deviation)
 
 
 @attrs.define(slots=False)

@@ -24,6 +24,7 @@ from loguru import logger
 from torch import nn
 
 from fastgen.methods.common_loss import (
+    DSM_WEIGHTINGS,
     PRED_TYPES,
     denoising_score_matching_loss,
     gan_loss_generator,
@@ -43,6 +44,10 @@ class DMD2Model(AdversarialDistillationModel):
         if pred_type is not None and pred_type not in PRED_TYPES:
             raise ValueError(f"model.fake_score_pred_type={pred_type!r} is not supported; expected None or one of "
                              f"{PRED_TYPES}")
+        weighting = getattr(config, "fake_score_dsm_weighting", "none")
+        if weighting not in DSM_WEIGHTINGS:
+            raise ValueError(f"model.fake_score_dsm_weighting={weighting!r} is not supported; expected one of "
+                             f"{DSM_WEIGHTINGS}")
         super().__init__(config)
 
     # --- networks ------------------------------------------------------------------------------------------------
@@ -134,7 +139,9 @@ class DMD2Model(AdversarialDistillationModel):
                                              feature_indices=self.discriminator.feature_indices)
         else:
             pred, features = self.fake_score(x_t, t, condition=condition, fwd_pred_type=pred_type), None
-        dsm = denoising_score_matching_loss(pred_type, pred, gen, eps, self.schedule, t)
+        dsm = denoising_score_matching_loss(pred_type, pred, gen, eps, self.schedule, t,
+                                            weighting=getattr(self.config, "fake_score_dsm_weighting", "none"),
+                                            sigma_data=getattr(self.config, "fake_score_dsm_sigma_data", 0.5))
         return dsm, x_t, features
 
     def critic_losses(self, gen: torch.Tensor, real: torch.Tensor, condition: Any) -> dict[str, torch.Tensor]:

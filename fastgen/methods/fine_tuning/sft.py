@@ -1,7 +1,8 @@
 """Supervised fine-tuning: denoising score matching of the student on real data (optionally with CFG dropout).
 
 Algorithm per step: t ~ sample_t_cfg, eps ~ N(0, I), x_t = alpha(t) x0 + sigma(t) eps,
-loss = || net(x_t, t, c~) - target ||^2 in the net's prediction type, where c~ is the condition replaced by the
+loss = w(t) || net(x_t, t, c~) - target ||^2 in the net's prediction type (w = 1, or the EDM weighting with
+`dsm_weighting="edm"`), where c~ is the condition replaced by the
 negative (unconditional) condition for a random fraction `cond_dropout_prob` of the samples, so one network learns
 both the conditional and the unconditional model that classifier-free guidance mixes at sampling time.
 """
@@ -15,7 +16,7 @@ from typing import Any
 import attrs
 import torch
 
-from fastgen.methods.common_loss import denoising_score_matching_loss
+from fastgen.methods.common_loss import DSM_WEIGHTINGS, denoising_score_matching_loss
 from fastgen.methods.model import FastGenModel
 
 
@@ -55,6 +56,15 @@ def drop_condition(condition: Any, neg_condition: Any, prob: float | None, keys_
 class SFTModel(FastGenModel):
     """Denoising score matching on real data; inference = the multi-step sampler with CFG."""
 
+    def build_model(self) -> None:
+        if self._dsm_weighting not in DSM_WEIGHTINGS:  # fail before building any network
+            raise ValueError(f"model.dsm_weighting must be one of {DSM_WEIGHTINGS}; got {self._dsm_weighting!r}")
+        super().build_model()
+
+    @property
+    def _dsm_weighting(self) -> str:
+        return getattr(self.config, "dsm_weighting", "none")
+
     def single_train_step(self, data: Mapping[str, Any], iteration: int) -> tuple[dict, dict]:
         real, condition, neg_condition = self._prepare_training_data(data)
         schedule = self.net.noise_scheduler
@@ -64,7 +74,9 @@ class SFTModel(FastGenModel):
         eps = torch.randn_like(real)
         x_t = schedule.forward_process(real, eps, t)
         pred = self.net(x_t, t, condition=condition_in)
-        loss = denoising_score_matching_loss(self.net.net_pred_type, pred, real, eps, schedule, t)
+        loss = denoising_score_matching_loss(self.net.net_pred_type, pred, real, eps, schedule, t,
+                                             weighting=self._dsm_weighting,
+                                             sigma_data=getattr(self.config, "dsm_sigma_data", 0.5))
         noise = torch.randn_like(real)
         outputs = {
             "gen_rand": functools.partial(self.generator_fn, self.net_inference, noise, condition=condition,

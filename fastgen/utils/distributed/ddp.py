@@ -20,6 +20,7 @@ with `sync=False` it is DDP's `no_sync()`, so gradients are all-reduced only onc
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any
 
 import torch
@@ -53,8 +54,22 @@ def wrap_model_ddp(model: nn.Module, find_unused_parameters: bool = True, sync_b
         model,
         device_ids=device_ids,
         find_unused_parameters=bool(find_unused_parameters),
-        forward_sync_buffers=bool(sync_buffers_every_forward),
+        **buffer_sync_kwargs(model, bool(sync_buffers_every_forward)),
     )
+
+
+def buffer_sync_kwargs(model: nn.Module, every_forward: bool, ddp_init: Any = DistributedDataParallel.__init__,
+                       ) -> dict[str, bool]:
+    """DDP's buffer-sync flag under the name this torch knows, keeping "broadcast once at wrap time, then per
+    forward only if asked" on every release: newer torch has `forward_sync_buffers` (and deprecates
+    `broadcast_buffers`); older ones (e.g. 2.11) only know `broadcast_buffers`, whose False also skips the
+    wrap-time broadcast, so that one is done here."""
+    if "forward_sync_buffers" in inspect.signature(ddp_init).parameters:
+        return {"forward_sync_buffers": every_forward}
+    if not every_forward:
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+    return {"broadcast_buffers": every_forward}
 
 
 def model_to_ddp(model: nn.Module, find_unused_parameters: bool = True) -> DistributedDataParallel:
