@@ -191,6 +191,27 @@ def test_critic_loss_is_dsm_plus_gan_plus_approximate_r1():
     assert torch.equal(outputs["input_rand"], z)
 
 
+def test_fake_score_edm_weighting_weights_the_critic_dsm_per_noise_level():
+    model = build(toy_config(gan_loss_weight_gen=0.0, fake_score_dsm_weighting="edm", fake_score_dsm_sigma_data=0.5))
+    data = toy_batch(12)
+    torch.manual_seed(3)
+    loss_map, _ = model.single_train_step(data, 1)
+    torch.manual_seed(3)  # replay: z, then (t, eps) for the fake score
+    real, n = data["real"], 12
+    z = torch.randn_like(real)
+    t = model.schedule.sample_t(n, **sample_t_kwargs(model.config.sample_t_cfg))
+    eps = torch.randn_like(real)
+    with torch.no_grad():
+        gen = model.net(z * 80.0, torch.full((n,), 80.0, dtype=torch.float64), fwd_pred_type="x0")
+        x_t = gen + t.float()[:, None] * eps
+        sigma = t.float()[:, None]
+        weight = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+        expected = (weight * (model.fake_score(x_t, t) - gen) ** 2).mean()
+    torch.testing.assert_close(loss_map["fake_score_loss"], expected, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="fake_score_dsm_weighting"):
+        build(toy_config(fake_score_dsm_weighting="p2"))
+
+
 def test_gan_feature_source_switch_feeds_fake_score_features():
     def critic_grads(source):
         config = toy_config(gan_feature_source=source)

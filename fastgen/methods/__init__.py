@@ -37,4 +37,7 @@ def __getattr__(name: str):
         if e.name and module_name.startswith(e.name):
             raise ImportError(f"fastgen.methods.{name} is provided by '{module_name}', which is not available") from e
         raise
+    if not hasattr(module, name):  # listed for the configs that name it, not implemented yet
+        raise ImportError(f"fastgen.methods.{name} is not implemented yet in '{module_name}' (it needs a causal video "
+                          "network, which fastgen does not provide yet); pick another model_class")
     return getattr(module, name)
