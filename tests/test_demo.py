@@ -57,7 +57,7 @@ def test_demo_smoke_end_to_end(tmp_path, monkeypatch):
     # the preset's sizes reached every stage
     assert metrics["num_fid_samples"] == 40 and metrics["smoke"] is True
     student, teach = metrics["student"], metrics["teacher"]
-    assert student["distill_iterations"] == 6 and student["generator_updates"] == 2  # student_update_freq 3
+    assert student["distill_iterations"] == 6 and student["generator_updates"] == 3  # student_update_freq 2
     assert teach["nfe"] == 3 and student["nfe"] == 1 and teach["source"] == "given"
     assert np.isfinite(student["fid"]) and np.isfinite(teach["fid"]) and student["fid"] > 0
     assert metrics["fid_ratio_student_over_teacher"] == pytest.approx(student["fid"] / teach["fid"])

