@@ -36,10 +36,8 @@ def randomize(net, seed=0):
             p.copy_(0.3 * torch.randn(p.shape, generator=g))
 
 
-@pytest.mark.parametrize("pred_type", ["x0", "eps", "v"])
-def test_dsm_loss_equals_formula(pred_type):
-    config = small_config()
-    config.model.net.net_pred_type = pred_type
+def step_and_replay(config):
+    """One SFT step on a fixed batch, then its draws replayed: (loss_map, outputs, real, eps, sigma [B, 1], pred)."""
     model = SFTModel(config.model)
     randomize(model.net)
     real = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
@@ -47,12 +45,19 @@ def test_dsm_loss_equals_formula(pred_type):
     torch.manual_seed(7)
     loss_map, outputs = model.single_train_step(data, 1)
     torch.manual_seed(7)  # replay the draws: t ~ lognormal(-1.2, 1.2) truncated, then eps
-    schedule = model.net.noise_scheduler
-    t = schedule.sample_t(16, **sample_t_kwargs(config.model.sample_t_cfg))
+    t = model.net.noise_scheduler.sample_t(16, **sample_t_kwargs(config.model.sample_t_cfg))
     eps = torch.randn_like(real)
     sigma = t.float()[:, None]  # EDM: alpha = 1, sigma = t
     with torch.no_grad():
         pred = model.net(real + sigma * eps, t)
+    return loss_map, outputs, real, eps, sigma, pred
+
+
+@pytest.mark.parametrize("pred_type", ["x0", "eps", "v"])
+def test_dsm_loss_equals_formula(pred_type):
+    config = small_config()
+    config.model.net.net_pred_type = pred_type
+    loss_map, outputs, real, eps, sigma, pred = step_and_replay(config)
     target = {"x0": real, "eps": eps, "v": eps - sigma * real}[pred_type]
     expected = ((pred - target) ** 2).mean()
     torch.testing.assert_close(loss_map["total_loss"].detach(), expected, atol=1e-5, rtol=1e-5)
@@ -61,19 +66,7 @@ def test_dsm_loss_equals_formula(pred_type):
 
 
 def test_edm_weighted_dsm_loss_equals_formula_and_bad_weighting_fails_before_building():
-    config = small_config(dsm_weighting="edm", dsm_sigma_data=0.7)
-    model = SFTModel(config.model)
-    randomize(model.net)
-    real = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
-    data = {"real": real, "condition": torch.zeros(16, 0), "neg_condition": torch.zeros(16, 0)}
-    torch.manual_seed(7)
-    loss_map, _ = model.single_train_step(data, 1)
-    torch.manual_seed(7)
-    t = model.net.noise_scheduler.sample_t(16, **sample_t_kwargs(config.model.sample_t_cfg))
-    eps = torch.randn_like(real)
-    sigma = t.float()[:, None]
-    with torch.no_grad():
-        pred = model.net(real + sigma * eps, t)
+    loss_map, _, real, _, sigma, pred = step_and_replay(small_config(dsm_weighting="edm", dsm_sigma_data=0.7))
     weight = (sigma**2 + 0.49) / (sigma * 0.7) ** 2
     torch.testing.assert_close(loss_map["total_loss"].detach(), (weight * (pred - real) ** 2).mean(), rtol=1e-5,
                                atol=1e-5)
