@@ -6,14 +6,14 @@
     torchrun --nproc_per_node=8 scripts/fid/compute_fid_from_ckpts.py --config=PATH ... - trainer.ddp=True
 
 For each `{save_dir}/{iteration:07d}.pth` with eval.min_ckpt <= iteration <= eval.max_ckpt: load it
-(weights_only), take `--network` (default: the first EMA copy if the checkpoint holds one, else `net`), generate eval.num_samples images with
-the model's few-step `generator_fn` (model.student_sample_steps; random one-hot labels when the network is
-class-conditional), and compute FID against the reference statistics. Sample i uses noise (and label) from a
+(weights_only), take `--network` (default: the first EMA copy if the checkpoint holds one, else `net`), generate
+eval.num_samples images with the model's few-step `generator_fn` (model.student_sample_steps; random one-hot labels
+when the network is class-conditional), and compute FID against the reference statistics. Sample i uses noise (and label) from a
 generator seeded with seed + i, so each image does not depend on the batch size or the number of ranks.
 
-Results merge into `{run_dir}/fid.json` (`fid_{network}.json` with --network) = {"ckpt_num": [...], "fid": [...], "num_samples", "ref_sha256",
-"feature_net", "feature_net_sha256", "seed_range", "student_sample_steps"}, rewritten atomically after each
-checkpoint. A fid.json written under another protocol (reference, feature weights, sample count, seeds, steps) is
+Results merge into `{run_dir}/fid.json` (`fid_{network}.json` with --network) = {"ckpt_num": [...], "fid": [...],
+"num_samples", "ref_sha256", "feature_net", "feature_net_sha256", "seed_range", "student_sample_steps"}, rewritten
+atomically after each checkpoint. A fid.json written under another protocol (reference, feature weights, sample count, seeds, steps) is
 refused: its numbers are not comparable; pass --output to write elsewhere.
 """
 

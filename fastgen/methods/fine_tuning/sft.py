@@ -2,9 +2,9 @@
 
 Algorithm per step: t ~ sample_t_cfg, eps ~ N(0, I), x_t = alpha(t) x0 + sigma(t) eps,
 loss = w(t) || net(x_t, t, c~) - target ||^2 in the net's prediction type (w = 1, or the EDM weighting with
-`dsm_weighting="edm"`), where c~ is the condition replaced by the
-negative (unconditional) condition for a random fraction `cond_dropout_prob` of the samples, so one network learns
-both the conditional and the unconditional model that classifier-free guidance mixes at sampling time.
+`dsm_weighting="edm"`), where c~ is the condition replaced by the negative (unconditional) condition for a random
+fraction `cond_dropout_prob` of the samples, so one network learns both the conditional and the unconditional model
+that classifier-free guidance mixes at sampling time.
 """
 
 from __future__ import annotations
