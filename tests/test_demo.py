@@ -99,6 +99,15 @@ def test_demo_trains_a_teacher_when_the_file_is_missing(tmp_path, monkeypatch):
     assert "trainer.max_iter=2" in metrics["teacher"]["command"]
 
 
+def test_on_the_spot_teacher_uses_a_cpu_batch_unless_one_is_given():
+    full = pipeline.parse_args(["--run_name", "r"])
+    overrides = pipeline.teacher_overrides(full, "/data")
+    assert "dataloader_train.batch_size=64" in overrides and "trainer.max_iter=1500" in overrides
+    assert "dataloader_train.root=/data" in overrides and "log_config.name=r/teacher" in overrides
+    given = pipeline.teacher_overrides(pipeline.parse_args(["--run_name", "r", "--batch_size", "128"]), "/data")
+    assert [o for o in given if o.startswith("dataloader_train.batch_size=")] == ["dataloader_train.batch_size=128"]
+
+
 def test_teacher_export_verify_and_load(tmp_path):
     from fastgen.configs.experiments.FashionMNIST._common import fashion_mnist_net
     from fastgen.utils import instantiate

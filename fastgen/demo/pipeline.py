@@ -150,6 +150,18 @@ def data_overrides(args: argparse.Namespace, data_root: str) -> list[str]:
     return overrides
 
 
+def teacher_overrides(args: argparse.Namespace, data_root: str) -> list[str]:
+    """Overrides of the SFT teacher config for a teacher trained on the spot: the run's iterations and data, and
+    batch FALLBACK_TEACHER_BATCH unless --batch_size is given (the config's 256 is sized for a GPU: about 4 s per
+    iteration on 2 CPU cores)."""
+    overrides = [f"log_config.name={args.run_name}/teacher", f"trainer.max_iter={args.teacher_iters}",
+                 f"trainer.logging_iter={args.logging_iter}", f"trainer.save_ckpt_iter={args.teacher_iters}",
+                 *data_overrides(args, data_root)]
+    if args.batch_size is None:
+        overrides.append(f"dataloader_train.batch_size={FALLBACK_TEACHER_BATCH}")
+    return overrides
+
+
 def prepare_teacher(args: argparse.Namespace, data_root: str) -> tuple[str, dict[str, Any]]:
     """(weights path, info): the verified shipped/given teacher, or one trained now when the file is missing."""
     from fastgen.configs.experiments.FashionMNIST._common import shipped_teacher_path
@@ -165,11 +177,7 @@ def prepare_teacher(args: argparse.Namespace, data_root: str) -> tuple[str, dict
     logger.warning(f"[teacher] {path} not found: training a teacher now with SFT for {args.teacher_iters} iterations "
                    "(a short teacher gives a much worse FID than the shipped one; restore it with git or run "
                    "scripts/train_demo_teacher.sh)")
-    overrides = [f"log_config.name={args.run_name}/teacher", f"trainer.max_iter={args.teacher_iters}",
-                 f"trainer.logging_iter={args.logging_iter}", f"trainer.save_ckpt_iter={args.teacher_iters}",
-                 *data_overrides(args, data_root)]
-    if args.batch_size is None:  # the config's batch 256 is sized for a GPU (~4 s per iteration on 2 CPU cores)
-        overrides.append(f"dataloader_train.batch_size={FALLBACK_TEACHER_BATCH}")
+    overrides = teacher_overrides(args, data_root)
     _, config = run_training_stage(TEACHER_CONFIG, overrides, args.log_level)
     out = os.path.join(config.log_config.save_path, "teacher_ema.safetensors")
     ckpt = checkpoint_path(config.trainer.checkpointer.save_dir, args.teacher_iters)
