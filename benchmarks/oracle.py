@@ -19,8 +19,8 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _oracle_common import NUM_EVAL, quiet_logs, swd_to_data  # noqa: E402
 from oracle_consistency import oracle_rows as consistency_rows  # noqa: E402
-from oracle_distribution_matching import NUM_EVAL, swd_to_data  # noqa: E402
 from oracle_distribution_matching import oracle_rows as distribution_matching_rows  # noqa: E402
 
 from fastgen.networks.toy import GMMDenoiser  # noqa: E402
@@ -42,10 +42,7 @@ def reference_rows() -> list[dict]:
 
 
 def main() -> None:
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    quiet_logs()
     rows = reference_rows()
     for row in distribution_matching_rows() + consistency_rows():
         rows.append({"method": row["method"], "sample_steps": 1, "train_iters": row["steps"], "swd": row["swd"],

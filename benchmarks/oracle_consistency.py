@@ -13,17 +13,10 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 
-import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from fastgen.utils.gmm import make_gmm, mode_coverage, sliced_wasserstein  # noqa: E402
-
-NUM_EVAL = 2000
+from _oracle_common import measured_row, print_rows, quiet_logs, train  # noqa: E402
 
 
 def toy_config(method: str, use_cd: bool = False, max_iter: int | None = None, hidden_dim: int | None = None,
@@ -45,30 +38,6 @@ def toy_config(method: str, use_cd: bool = False, max_iter: int | None = None, h
     return config
 
 
-def one_step_samples(model, n: int = NUM_EVAL, seed: int = 5, net=None, steps: int = 1, t_list=None):
-    noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed)).to(model.device)
-    net = model.net_inference if net is None else net
-    return model.generator_fn(net, noise, student_sample_steps=steps, t_list=t_list).cpu()
-
-
-def swd_to_data(samples: torch.Tensor, seed: int = 11) -> float:
-    data, _ = make_gmm("ring8").sample(NUM_EVAL, torch.Generator().manual_seed(seed))
-    return sliced_wasserstein(samples, data, generator=torch.Generator().manual_seed(6))
-
-
-def train(config, output_root: str):
-    """Build the model from config.model_class and run the real Trainer in `output_root`; returns the model."""
-    from fastgen.trainer import Trainer
-    from fastgen.utils import instantiate
-
-    os.environ["FASTGEN_OUTPUT_ROOT"] = output_root
-    torch.manual_seed(config.trainer.seed)
-    model = instantiate(config.model_class, config=config.model)
-    swd_before = swd_to_data(one_step_samples(model))
-    Trainer(config).run(model)
-    return model, swd_before
-
-
 def checkpoint_path(config) -> str:
     return os.path.join(config.log_config.save_path, "checkpoints", f"{config.trainer.max_iter:07d}.pth")
 
@@ -85,27 +54,10 @@ def oracle_rows(methods=("cm", "cm_cd", "scm", "scm_cd", "tcm", "mean_flow", "me
                 train(cm_config, os.path.join(root, "stage1"))
                 stage1 = checkpoint_path(cm_config)
             config = toy_config(method, use_cd=use_cd, stage1_ckpt=stage1 if method == "tcm" else None)
-            start = time.perf_counter()
-            model, swd_before = train(config, os.path.join(root, name))
-            samples = one_step_samples(model)
-            rows.append({
-                "method": name,
-                "steps": int(config.trainer.max_iter),
-                "swd_init": round(swd_before, 4),
-                "swd": round(swd_to_data(samples), 4),
-                "mode_coverage": mode_coverage(samples, make_gmm("ring8"))["mode_coverage"],
-                "seconds": round(time.perf_counter() - start, 1),
-            })
+            rows.append(measured_row(name, config, os.path.join(root, name)))
     return rows
 
 
 if __name__ == "__main__":
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
-    rows = oracle_rows(sys.argv[1:] or None) if len(sys.argv) > 1 else oracle_rows()
-    print(f"{'method':<14}{'steps':>6}{'SWD init':>10}{'SWD':>9}{'modes':>7}{'sec':>7}")
-    for row in rows:
-        print(f"{row['method']:<14}{row['steps']:>6}{row['swd_init']:>10.4f}{row['swd']:>9.4f}"
-              f"{row['mode_coverage']:>7.2f}{row['seconds']:>7.1f}")
+    quiet_logs()
+    print_rows(oracle_rows(sys.argv[1:]) if len(sys.argv) > 1 else oracle_rows(), name_width=14)

@@ -21,3 +21,13 @@ def _single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for this test even if the session default changes: tiny networks trained on a shared CPU
+    are much faster without competing OpenMP threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

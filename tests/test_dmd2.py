@@ -23,15 +23,6 @@ from fastgen.utils import instantiate
 from fastgen.utils.gmm import make_gmm
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks on a shared CPU train much faster without competing OpenMP threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def toy_config(**model):
     config = config_dmd2.create_config()
     config.model.fake_score_net.hidden_dim = 32

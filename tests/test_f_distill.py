@@ -25,14 +25,6 @@ from fastgen.utils import instantiate
 from fastgen.utils.gmm import make_gmm
 
 
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def toy_config(**model):
     config = config_f_distill.create_config()
     config.model.net.hidden_dim = config.model.fake_score_net.hidden_dim = 32

@@ -11,15 +11,6 @@ from fastgen.utils import instantiate
 from fastgen.utils.gmm import make_gmm, mode_coverage, sliced_wasserstein
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks on a shared CPU train much faster without competing OpenMP threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small_config(tmp_path, **model):
     config = config_kd.create_config()
     config.model.net.hidden_dim, config.model.net.num_layers = 32, 1

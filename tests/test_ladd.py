@@ -13,14 +13,6 @@ from fastgen.methods.fine_tuning.sft import sample_t_kwargs
 from fastgen.utils.gmm import make_gmm
 
 
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def build(**model):
     config = config_ladd.create_config()
     config.model.net.hidden_dim = 32

@@ -2,7 +2,6 @@
 networks' inputs with their weights kept out, the every-iteration fake-score update schedule, and training on the
 exact Gaussian-mixture teacher."""
 
-import pytest
 import torch
 from _toy_oracle import train_and_measure
 
@@ -10,14 +9,6 @@ from fastgen.configs.experiments.Toy import config_sid
 from fastgen.methods import SiDModel
 from fastgen.methods.distribution_matching.sid import sid_generator_loss
 from fastgen.utils.gmm import make_gmm
-
-
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def build(**model):

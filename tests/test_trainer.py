@@ -38,14 +38,6 @@ class Recorder(Callback):
         self.calls.append(("saved", iteration))
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks on a shared CPU train much faster without competing OpenMP threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def tiny(config, max_iter, **trainer):
     config.model.net.hidden_dim, config.model.net.num_layers = 16, 1
