@@ -87,7 +87,7 @@ class WDSLoader:
         self.rank, self.world_size = resolve_rank_world(rank, world_size)
         self.workers = max(1, self.num_workers)
         self.num_readers = self.world_size * self.workers
-        self.s3_options = {"max_retries": s3_max_retries, "backoff_s": s3_backoff_s}
+        self.s3_options = {"max_retries": s3_max_retries, "backoff_s": s3_backoff_s, "credential_file": credential_file}
         self.shards = list_shards(datatags, credential_file=credential_file)
         if len(self.shards) < self.num_readers:
             raise ValueError(f"{len(self.shards)} shards cannot feed {self.num_readers} readers (world size "

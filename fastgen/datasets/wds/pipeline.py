@@ -19,6 +19,7 @@ from fastgen.datasets.wds.decode import VIDEO_EXTS, DecodeError, decode_file, ex
 from fastgen.datasets.wds.order import ReaderState
 from fastgen.datasets.wds.shards import open_shard
 from fastgen.datasets.wds.stream import SampleReader
+from fastgen.utils.s3 import S3Client, is_s3_url
 
 
 @dataclass
@@ -80,7 +81,11 @@ class BatchStream(IterableDataset):
         self.required = required
 
     def _open(self, url: str):
-        return open_shard(url, **self.s3_options)
+        options = dict(self.s3_options)
+        credential_file = options.pop("credential_file", None)
+        if is_s3_url(url) and getattr(self, "_client", None) is None:  # one client per worker process
+            self._client = S3Client(credential_file=credential_file)
+        return open_shard(url, client=getattr(self, "_client", None), **options)
 
     def reader_id(self) -> int:
         info = get_worker_info()

@@ -41,10 +41,11 @@ def list_shards(datatags, credential_file: str | None = None) -> list[str]:
     shards: list[str] = []
     for location in parse_datatags(datatags):
         if is_s3_url(location):
-            client = S3Client(credential_file=credential_file) if credential_file else S3Client()
-            prefix = location.rstrip("/") + "/" if not location.endswith(SHARD_SUFFIXES) else location
-            found = sorted(f"s3://{parse_s3_url(location).bucket}/{item['Key']}" for item in client.list(prefix)
-                           if item["Key"].endswith(SHARD_SUFFIXES))
+            client = S3Client(credential_file=credential_file)
+            if location.endswith(SHARD_SUFFIXES):  # one shard object
+                found = [location] if client.exists(location) else []
+            else:
+                found = sorted(item["url"] for item in client.list(location) if item["key"].endswith(SHARD_SUFFIXES))
         elif location.endswith(SHARD_SUFFIXES) and os.path.isfile(location):
             found = [location]
         elif os.path.isdir(location):
@@ -98,8 +99,17 @@ class S3ShardStream(io.RawIOBase):
         kwargs = {"Bucket": self.parsed.bucket, "Key": self.parsed.key}
         if self.offset:
             kwargs["Range"] = f"bytes={self.offset}-"
-        with self.client.errors("read shard", self.url):
+        try:  # connection errors propagate raw (readinto retries them); S3's refusals become one-line S3Errors
             response = self.client.client.get_object(**kwargs)
+        except self._errors:
+            raise
+        except Exception as error:
+            translated = self.client.translate_error(error, "read shard", self.url)
+            if translated is None:
+                raise
+            raise translated from None
+        if "ContentLength" not in response:  # headers cut short by a dropped connection
+            raise ConnectionError("S3 response without Content-Length")
         if self.size is None:
             self.size = self.offset + int(response["ContentLength"])
         self._body = response["Body"]
