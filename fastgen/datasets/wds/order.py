@@ -18,7 +18,7 @@ A work item (shard, start, extras) means the samples of `shard` at offsets >= st
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,20 +42,37 @@ class ReaderState:
     epoch: int
     items: list                       # work items not started in this epoch: [shard, start, extras]
     current: list | None = None       # [shard, start, extras, cursor] being read (cursor: next offset to consider)
-    buffer: list = field(default_factory=list)  # [shard, offset] of the samples waiting in the shuffle buffer
+    buffer: list = field(default_factory=list)  # ref codes (pack_ref) of the samples waiting in the shuffle buffer
     rng: dict | None = None           # numpy bit-generator state of the pick generator (None: fresh for the epoch)
     carry: dict = field(default_factory=dict)  # epoch -> work items dealt out on a re-layout (later epochs)
     generation: int = 0               # number of re-layouts behind this state (salts the pick generator)
     counts: dict = field(default_factory=lambda: {"ok": 0, "missing": 0, "failed": 0, "bad_shards": 0})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """A copy as plain data (hand-written: dataclasses.asdict deep-copies element by element, too slow per batch)."""
+        return {"epoch": self.epoch, "items": [[s, st, list(ex)] for s, st, ex in self.items],
+                "current": None if self.current is None else [*self.current[:2], list(self.current[2]), self.current[3]],
+                "buffer": list(self.buffer), "rng": self.rng, "generation": self.generation,
+                "carry": {e: [[s, st, list(ex)] for s, st, ex in items] for e, items in self.carry.items()},
+                "counts": dict(self.counts)}
 
     @classmethod
     def from_dict(cls, state: dict) -> ReaderState:
         state = dict(state)
         state["carry"] = {int(k): v for k, v in state.get("carry", {}).items()}
         return cls(**state)
+
+
+REF_BITS = 32
+
+
+def pack_ref(shard: int, offset: int) -> int:
+    """(shard, offset-in-shard) as one int: buffer snapshots copy a flat list of ints (cheap per batch)."""
+    return (int(shard) << REF_BITS) | int(offset)
+
+
+def unpack_ref(code: int) -> tuple[int, int]:
+    return int(code) >> REF_BITS, int(code) & ((1 << REF_BITS) - 1)
 
 
 def fresh_state(seed: int, num_shards: int, reader: int, num_readers: int) -> ReaderState:
@@ -75,7 +92,7 @@ def reader_remaining(state: ReaderState) -> dict[int, list]:
     if state.current is not None:
         items.append(_item_remaining(state.current[:3], state.current[3]))
     by_shard: dict[int, list] = {}
-    for shard, offset in state.buffer:
+    for shard, offset in map(unpack_ref, state.buffer):
         by_shard.setdefault(int(shard), []).append(int(offset))
     for shard, offsets in by_shard.items():
         items.append([shard, 1 << 62, sorted(offsets)])  # start past the end: only the listed offsets

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from loguru import logger
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
-from fastgen.datasets.wds.order import ReaderState, assignment, epoch_rng
+from fastgen.datasets.wds.order import ReaderState, assignment, epoch_rng, pack_ref, unpack_ref
 
 END_OF_ARCHIVE = bytes(1024)  # a tar ends with two zero blocks (writers pad further with zeros)
 
@@ -70,6 +70,7 @@ class SampleReader:
 
     def _refill(self, refs: list) -> list:
         """Raw samples for buffered references (a resumed reader re-reads them once)."""
+        refs = [unpack_ref(r) for r in refs]
         wanted: dict[int, set] = {}
         for shard, offset in refs:
             wanted.setdefault(int(shard), set()).add(int(offset))
@@ -111,7 +112,7 @@ class SampleReader:
 
     def __iter__(self) -> Iterator[tuple[tuple[int, int], dict]]:
         state = self.state
-        buffer = list(zip([tuple(r) for r in state.buffer], self._refill(state.buffer)))
+        buffer = list(zip([unpack_ref(r) for r in state.buffer], self._refill(state.buffer)))
         delivered_in_epoch, had_items = 0, False  # only epochs begun here are checked for having any sample
         source = None  # the live generator over state.current (kept across picks: a shard is streamed once)
         while True:
@@ -128,7 +129,7 @@ class SampleReader:
                     source, state.current = None, None
                     continue
                 buffer.append(nxt)
-                state.buffer.append(list(nxt[0]))
+                state.buffer.append(pack_ref(*nxt[0]))
             if buffer:
                 pick = int(self.rng.integers(len(buffer)))
                 buffer[pick], buffer[-1] = buffer[-1], buffer[pick]
