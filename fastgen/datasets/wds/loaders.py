@@ -126,6 +126,8 @@ class WDSLoader:
     def load_state_dict(self, state) -> None:
         """Start fresh (None / 0), or continue from a saved `position` (same or another layout)."""
         self._steps = 0
+        if isinstance(state, dict) and state.get("position") == 0:  # the trainer's "rewind" (validation loaders)
+            state = None
         if state is None or (isinstance(state, int) and state == 0):
             self._states = {j: fresh_state(self.seed, len(self.shards), j, self.num_readers).to_dict()
                             for j in self._my_readers()}
