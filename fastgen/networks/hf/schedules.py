@@ -86,6 +86,8 @@ def shift_sigmas(sigmas: np.ndarray, scheduler_config: dict, mu: float | None = 
         s = shift * s / (1 + (shift - 1) * s)
     terminal = scheduler_config.get("shift_terminal")
     if terminal:
+        if len(s) < 2:
+            raise ValueError("a flow scheduler with shift_terminal needs at least 2 sampling steps")
         one_minus = 1 - s
         s = 1 - one_minus / (one_minus[-1] / (1 - terminal))
     return s
