@@ -12,13 +12,12 @@ not cast by `net.to(dtype)`, and can stay on CPU (`encoders_device="cpu"`) while
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
-from fastgen.networks.hf.loading import build_component, load_component
+from fastgen.networks.hf.loading import build_component, load_architecture, load_component, load_config
 from fastgen.networks.network import FastGenNetwork
 
 
@@ -118,22 +117,18 @@ class HFNetwork(FastGenNetwork):
     def _build(self, name: str):
         """One component: from component_configs, from its config under the meta device, or from_pretrained."""
         cls_path, subfolder = self._class_of(name)
-        if name.startswith("tokenizer"):
-            if name in self.component_configs or not self.load_pretrained:
+        if name.startswith("tokenizer"):  # a tokenizer "config" is the spec of tiny.build_tokenizer
+            if name in self.component_configs:
                 from fastgen.networks.hf.tiny import build_tokenizer
 
-                return build_tokenizer(**self.component_configs.get(name, {}))
+                return build_tokenizer(**self.component_configs[name])
             return load_component(cls_path, self.model_id, subfolder)
         if name in self.component_configs:
             return build_component(cls_path, self.component_configs[name])
         if not self.load_pretrained or self._is_in_meta_context():
-            # meta init (ranks > 0 of fsdp_meta_init): the architecture only; rank 0 loads and broadcasts weights
-            from fastgen.networks.hf.loading import resolve_class
-
-            cls = resolve_class(cls_path)
-            config = load_component(cls_path, self.model_id, subfolder) if not hasattr(cls, "load_config") \
-                else _load_config(cls, self.model_id, subfolder)
-            return cls.from_config(config) if hasattr(cls, "from_config") else config
+            # the architecture only: random weights, or none at all under the meta device (ranks > 0 of
+            # fsdp_meta_init; rank 0 loads and FSDP2 broadcasts its weights)
+            return load_architecture(cls_path, self.model_id, subfolder)
         return load_component(cls_path, self.model_id, subfolder)
 
     def _scheduler_config(self) -> dict:
@@ -142,9 +137,7 @@ class HFNetwork(FastGenNetwork):
         if not self.load_pretrained:
             return dict(self.adapter.default_scheduler_config)
         cls_path, subfolder = self._class_of("scheduler")
-        from fastgen.networks.hf.loading import resolve_class
-
-        return dict(_load_config(resolve_class(cls_path), self.model_id, subfolder))
+        return load_config(cls_path, self.model_id, subfolder)
 
     def init_preprocessors(self) -> None:
         """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent."""
@@ -313,19 +306,6 @@ class HFNetwork(FastGenNetwork):
         from fastgen.networks.hf.tiny import tiny_components
 
         return {"load_pretrained": False, "component_configs": tiny_components(cls.adapter.family)}
-
-
-def _load_config(cls, model_id: str, subfolder: str | None) -> dict:
-    """A component's config only (no weights), with the same cache / LOCAL_FILES_ONLY rules as the weights."""
-    from fastgen.networks.hf.loading import ModelNotFoundError, hub_cache_dir, local_files_only, missing_model_message
-
-    if os.path.isdir(model_id):
-        return cls.load_config(os.path.join(model_id, subfolder) if subfolder else model_id)
-    try:
-        return cls.load_config(model_id, subfolder=subfolder, cache_dir=hub_cache_dir(),
-                               local_files_only=local_files_only())
-    except (OSError, ValueError) as err:
-        raise ModelNotFoundError(missing_model_message(model_id, subfolder)) from err
 
 
 def _fourier(t: torch.Tensor, n: int) -> torch.Tensor:
