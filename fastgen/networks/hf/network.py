@@ -200,7 +200,11 @@ class HFNetwork(FastGenNetwork):
         """Encode on the fly what the batch gives raw: pixel `real` -> latents (raw kept as `real_raw`), list[str]
         `condition` / `neg_condition` -> embeddings (raw kept as `*_raw`); a missing neg_condition becomes the
         empty prompt's embeddings (CFG's negative). Latents and embeddings already in the batch pass unchanged."""
+        raw_text = [k for k in ("condition", "neg_condition") if _is_text(data.get(k))]
         if not self.has_preprocessors:
+            if raw_text:
+                raise ValueError(f"the batch's {raw_text[0]} holds prompts but {type(self).__name__} has no text "
+                                 "encoders: set model.enable_preprocessors=True or load precomputed embeddings")
             return data
         data = dict(data)
         real = data.get("real")
@@ -209,11 +213,9 @@ class HFNetwork(FastGenNetwork):
             data["real_raw"] = real
             data["real"] = self.encode_images(real).to(real.dtype)
         device = real.device if isinstance(real, torch.Tensor) else None
-        for key in ("condition", "neg_condition"):
-            value = data.get(key)
-            if isinstance(value, str) or (isinstance(value, (list, tuple)) and value and isinstance(value[0], str)):
-                data[f"{key}_raw"] = value
-                data[key] = self.encode_text(value, device=device)
+        for key in raw_text:
+            data[f"{key}_raw"] = data[key]
+            data[key] = self.encode_text(data[key], device=device)
         if "neg_condition" not in data and isinstance(data.get("condition"), dict):
             batch = len(data["condition_raw"]) if "condition_raw" in data else _batch_of(data["condition"])
             data["neg_condition"] = self.adapter.negative_condition(self, batch, device)
@@ -313,6 +315,10 @@ def _fourier(t: torch.Tensor, n: int) -> torch.Tensor:
     freqs = torch.exp(torch.linspace(0, 6, n // 2, dtype=torch.float64, device=t.device))
     ang = t.to(torch.float64)[:, None] * freqs[None]
     return torch.cat([ang.cos(), ang.sin()], dim=1)
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], str))
 
 
 def _batch_of(condition: dict) -> int:
