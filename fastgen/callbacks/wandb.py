@@ -155,7 +155,8 @@ class WandbCallback(Callback):
     """Args:
     sample_logging_iter: log sample grids every this many iterations (None -> trainer.logging_iter; 0 -> never).
     validation_logging_step: which validation step (1-based) provides the validation sample grid (0 -> none).
-    num_grid_samples: images (or videos) per grid.
+    num_grid_samples: images per grid.
+    num_video_samples: videos per logged video grid (decoded videos are large: kept separate and small).
     save_png: also write grids as PNG (videos: mp4 + contact-sheet PNG) under {run_dir}/samples/ (for users
         without W&B).
     video_fps: frame rate of logged video samples.
@@ -164,11 +165,13 @@ class WandbCallback(Callback):
     order = 100  # after every other callback, so their scalars of this iteration are ready
 
     def __init__(self, sample_logging_iter: int | None = None, validation_logging_step: int = 1,
-                 num_grid_samples: int = 16, save_png: bool = True, video_fps: float = 16):
+                 num_grid_samples: int = 16, save_png: bool = True, video_fps: float = 16,
+                 num_video_samples: int = 4):
         super().__init__()
         self.sample_logging_iter = sample_logging_iter
         self.validation_logging_step = validation_logging_step
         self.num_grid_samples = num_grid_samples
+        self.num_video_samples = num_video_samples
         self.save_png = save_png
         self.video_fps = float(video_fps)
         self.run: Any = None
@@ -335,7 +338,7 @@ class WandbCallback(Callback):
             generated = generated()
         if not isinstance(generated, torch.Tensor):
             return None
-        images = generated[: self.num_grid_samples]
+        images = generated[: self.num_video_samples if generated.ndim == 5 else self.num_grid_samples]
         if images.ndim not in (4, 5):
             return None
         if images.shape[1] not in (1, 3):
