@@ -62,6 +62,24 @@ def test_trunk_structure():
     assert medium.mlp[0].in_features == 8 * 3 and medium.mlp[0].out_features == 16
 
 
+def test_width_cap_keeps_wide_features_cheap():
+    """Trunk width = min(channels // reduce, max_width): a 1x1x1 cut appears whenever the width is below C."""
+    for disc_type in ("conv3d_down_mlp", "dit_simple_conv3d", "factorized_down_mlp_large"):
+        disc = Discriminator_VideoDiT([0], 1, disc_type, inner_dim=32, max_width=8)
+        first = next(m for m in disc.heads["0"].modules() if isinstance(m, torch.nn.Conv3d))
+        assert (first.in_channels, first.out_channels, first.kernel_size) == (32, 8, (1, 1, 1))
+        assert disc([torch.randn(2, 32, 2, 4, 4)]).shape == (2, 1)
+    full = Discriminator_VideoDiT([0], 1, "conv3d_down_mlp", inner_dim=32)  # below the default cap: no cut
+    assert isinstance(full.heads["0"].reduce, torch.nn.Identity)
+    # Cosmos-14B's 5120-wide features (built on the meta device: no memory): ~90M weights per head with the default
+    # cap instead of ~2.1B at full width
+    with torch.device("meta"):
+        capped = Discriminator_VideoDiT([18], 36, "multiscale_down_mlp_large", inner_dim=5120)
+        uncapped = Discriminator_VideoDiT([18], 36, "multiscale_down_mlp_large", inner_dim=5120, max_width=5120)
+    n_capped, n_full = (sum(p.numel() for p in d.parameters()) for d in (capped, uncapped))
+    assert 80e6 < n_capped < 100e6 and n_full > 2e9
+
+
 def test_factorized_trunk_separates_appearance_from_motion():
     """Reversing the frames leaves the appearance half unchanged (per-frame convs, mean over T) and moves the
     motion half (temporal convs see the order)."""

@@ -46,6 +46,9 @@ def test_cogvideox_schedule_equals_diffusers(scheduler_cls, snr_shift_scale):
         t = ref.timesteps.to(F64) / 1000
         torch.testing.assert_close(ours.alpha(t), abar[ref.timesteps].sqrt(), atol=1e-6, rtol=0)
         torch.testing.assert_close(ours.sigma(t), (1 - abar[ref.timesteps]).sqrt(), atol=1e-6, rtol=0)
+    # the reference's CogVideoX few-step t_list lands on training steps 999, 937, 833, 624
+    t_list = torch.tensor([0.999, 0.937, 0.833, 0.624], dtype=F64)
+    torch.testing.assert_close(ours.alpha(t_list), abar[[999, 937, 833, 624]].sqrt(), atol=1e-6, rtol=0)
 
 
 def test_old_cogvideox_order_was_off_by_more_than_1e_3():

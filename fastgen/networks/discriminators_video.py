@@ -3,6 +3,8 @@
 Every head is the same pipeline, `reduce -> trunk -> pooled vector -> MLP -> 1 logit`, and the 14 `disc_type`s of
 the reference differ only in the trunk and in three sizes (VIDEO_DISC_TYPES):
   reduce       1x1x1 conv cutting the channels first ("efficient" 4x, "medium" 2x), so wide features stay cheap;
+               the trunk width is also capped at `max_width` (1024): a full-width 3^3 conv on Cosmos-14B's 5120
+               channels would have 708M weights per stage;
   trunk        conv3d: Conv3d 3^3 stride-2 stages (joint space-time);
                conv1d_2d: each stage a spatial 1x3x3 conv (stride 1,2,2) then a temporal 3x1x1 conv (stride 2,1,1),
                  the (2+1)-D factorisation: fewer weights, and a non-linearity between space and time;
@@ -12,7 +14,7 @@ the reference differ only in the trunk and in three sizes (VIDEO_DISC_TYPES):
                factorized: two branches, appearance (per-frame spatial stages, pooled over T, H, W) and motion
                  (temporal stages on the spatially pooled sequence [B, C, T], pooled over T), concatenated;
   MLP width    "large" / "medium" double the hidden width.
-`dit_simple_conv3d` is the smallest: one stage and a 1x1x1 logit map, averaged. Kernel 3 / padding 1 / stride 2
+`dit_simple_conv3d` is the smallest: (the width cap's reduce,) one stage and a 1x1x1 logit map, averaged. Kernel 3 / padding 1 / stride 2
 keeps every T, H, W >= 1 valid (a single frame at 2x2 works).
 """
 
@@ -34,6 +36,11 @@ def conv3d_block(c_in: int, c_out: int, kernel=(3, 3, 3), stride=(2, 2, 2)) -> n
         nn.GroupNorm(group_norm_groups(c_out), c_out),
         nn.SiLU(),
     )
+
+
+def reducer(channels: int, width: int) -> nn.Module:
+    """The 1x1x1 channel cut to the trunk width (identity when there is nothing to cut)."""
+    return conv3d_block(channels, width, 1, 1) if width < channels else nn.Identity()
 
 
 def _triple(v) -> tuple[int, int, int]:
@@ -122,10 +129,10 @@ class VideoHeadSpec:
 class VideoHead(nn.Module):
     """[B, C, T, H, W] -> [B, 1]: reduce -> trunk -> MLP (see the module docstring)."""
 
-    def __init__(self, channels: int, spec: VideoHeadSpec):
+    def __init__(self, channels: int, spec: VideoHeadSpec, max_width: int = 1024):
         super().__init__()
-        width = max(1, channels // spec.reduce)
-        self.reduce = conv3d_block(channels, width, 1, 1) if spec.reduce > 1 else nn.Identity()
+        width = max(1, min(channels // spec.reduce, max_width))
+        self.reduce = reducer(channels, width)
         if spec.trunk == "factorized":
             self.trunk = FactorizedTrunk(width, spec.num_down)
         else:
@@ -141,9 +148,10 @@ class VideoHead(nn.Module):
 class SimpleConv3dHead(nn.Module):
     """The smallest video head: one Conv3d stage, then a 1x1x1 conv to a logit map, averaged."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, max_width: int = 1024):
         super().__init__()
-        self.net = nn.Sequential(conv3d_block(channels, channels), nn.Conv3d(channels, 1, 1))
+        width = max(1, min(channels, max_width))
+        self.net = nn.Sequential(reducer(channels, width), conv3d_block(width, width), nn.Conv3d(width, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).mean(dim=(2, 3, 4))
@@ -168,11 +176,11 @@ VIDEO_DISC_TYPES: dict[str, VideoHeadSpec | None] = {
 }
 
 
-def video_head(disc_type: str, channels: int) -> nn.Module:
+def video_head(disc_type: str, channels: int, max_width: int = 1024) -> nn.Module:
     if disc_type not in VIDEO_DISC_TYPES:
         raise ValueError(f"disc_type={disc_type!r} is not supported; expected one of {list(VIDEO_DISC_TYPES)}")
     spec = VIDEO_DISC_TYPES[disc_type]
-    return SimpleConv3dHead(channels) if spec is None else VideoHead(channels, spec)
+    return SimpleConv3dHead(channels, max_width) if spec is None else VideoHead(channels, spec, max_width)
 
 
 def relative_indices(indices, real_count: int, tiny_count: int):
@@ -184,7 +192,7 @@ def relative_indices(indices, real_count: int, tiny_count: int):
 
 class Discriminator_VideoDiT(Discriminator):
     """Heads for video-transformer features [B, inner_dim, T, H, W]; `disc_type` picks the head architecture
-    (see VIDEO_DISC_TYPES). `feature_indices=None` -> the middle block."""
+    (see VIDEO_DISC_TYPES). `feature_indices=None` -> the middle block. `max_width` caps the trunk width."""
 
     def __init__(
         self,
@@ -192,14 +200,15 @@ class Discriminator_VideoDiT(Discriminator):
         num_blocks: int = 30,
         disc_type: str = "conv3d_down_mlp_efficient",
         inner_dim: int = 384,
+        max_width: int = 1024,
     ):
         if feature_indices is None:
             feature_indices = [num_blocks // 2]
         super().__init__(feature_indices, num_blocks)
         self.disc_type = disc_type
-        self.inner_dim = inner_dim
+        self.inner_dim, self.max_width = inner_dim, max_width
         for i in self.feature_indices:
-            self.heads[str(i)] = video_head(disc_type, inner_dim)
+            self.heads[str(i)] = video_head(disc_type, inner_dim, max_width)
 
     @classmethod
     def smoke_overrides(cls, kwargs: dict, feature_shapes: list[tuple]) -> dict:
