@@ -66,6 +66,10 @@ def test_shifted_sigmas_values():
     torch.testing.assert_close(shifted_sigmas(s, 5.0), torch.tensor([0.0, 1.25 / 2, 2.5 / 3, 3.75 / 4, 1.0], dtype=F64))
     torch.testing.assert_close(shifted_sigmas(s, 1.0), s)
     assert shifted_sigmas(0.5, 3.0) == 0.75
+    # diffusers' exponential (resolution-dependent) shift is the same map with s = e^mu
+    ref = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="exponential")
+    sig = torch.linspace(0.05, 1.0, 20, dtype=F64)
+    torch.testing.assert_close(shifted_sigmas(sig, torch.tensor(0.8, dtype=F64).exp()), ref.time_shift(0.8, 1.0, sig))
     with pytest.raises(ValueError, match="flow shift must be > 0"):
         shifted_sigmas(s, 0.0)
 

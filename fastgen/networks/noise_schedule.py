@@ -512,7 +512,8 @@ def shifted_sigmas(sigmas, shift: float):
     """Fixed flow-matching time shift (SD3, Wan, Cosmos): sigma -> s sigma / (1 + (s - 1) sigma).
 
     Maps [0, 1] onto itself with both ends fixed; s > 1 spends more of a uniform grid at high noise. Works on floats,
-    numpy arrays and tensors alike (the arithmetic is elementwise).
+    numpy arrays and tensors alike (the arithmetic is elementwise). diffusers' resolution-dependent "exponential"
+    shift (Flux, Qwen-Image) e^mu / (e^mu + 1/sigma - 1) is this same map with s = e^mu.
     """
     if shift <= 0:
         raise ValueError(f"flow shift must be > 0; got {shift}")
