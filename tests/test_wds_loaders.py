@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from _wds_shards import image_shards, mp4_bytes, png_bytes, sample_id, tensor_shards, write_shard
+from _wds_shards import image_shards, mp4_bytes, png_bytes, sample_id, tensor_bytes, tensor_shards, write_shard
 
 from fastgen.configs import data as data_configs
 from fastgen.datasets.wds.loaders import ImageWDSLoader, VideoWDSLoader, WDSLoader
@@ -196,3 +196,34 @@ def test_smoke_batch_matches_real_batch(images):
     assert pair["noise"].shape == (2, 4, 2, 2) and pair["condition"]["pooled"].shape == (2, 5)
     video = VideoWDSLoader.smoke_batch(dict(data_configs.VideoLoaderConfig), 2)
     assert video["real"].shape == (2, 3, 5, 16, 16)
+
+
+def test_trainer_resume_with_wds_loader_is_bit_identical(tmp_path):
+    """A toy KD run reading (noise, real) pairs from tar shards: stopped at iteration 3 and resumed to 6 it ends with
+    the weights of the run that never stopped (the loader's reader states travel in the checkpoint)."""
+    from test_ddp import toy_kd_config, train
+
+    from fastgen.utils import LazyCall
+
+    root = tmp_path / "pairs"
+    for s in range(4):
+        gen = torch.Generator().manual_seed(s)
+        write_shard(str(root / f"shard-{s:04d}.tar"), [
+            {"__key__": f"{s}{i:03d}", "real.pth": tensor_bytes(torch.randn(2, generator=gen)),
+             "noise.pth": tensor_bytes(torch.randn(2, generator=gen))} for i in range(8)])
+
+    def config(name, max_iter):
+        cfg = toy_kd_config(str(tmp_path / "out"), pairs="unused", batch_size=4, max_iter=max_iter, save_ckpt_iter=3,
+                            name=name)
+        cfg.dataloader_train = LazyCall(WDSLoader)(
+            datatags=[f"WDS:{root}"], batch_size=4, key_map={"real": "real.pth", "noise": "noise.pth"},
+            shuffle_size=5, num_workers=0, credential_file=None)
+        return cfg
+
+    straight = train(config("straight", 6))
+    train(config("resumed", 3))
+    resumed = train(config("resumed", 6))
+    for a, b in zip(straight.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b)
+    saved = torch.load(tmp_path / "out" / "resumed" / "checkpoints" / "0000003.pth", weights_only=True)
+    assert saved["data"]["train"]["kind"] == "wds" and saved["data"]["train"]["steps"] == 3
