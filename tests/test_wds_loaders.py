@@ -95,11 +95,12 @@ def test_video_loader_segment_and_full(tmp_path):
     root = str(tmp_path / "vid")
     samples = [{"__key__": f"{k:06d}", "mp4": mp4_bytes(6, 16, 24, first_value=10 * k), "txt": f"clip {k}".encode()}
                for k in range(2)]
+    samples.append({"__key__": "000002", "mp4": b"\x00\x00\x00\x18ftypmp42 truncated", "txt": b"broken"})
     write_shard(os.path.join(root, "shard-0000.tar"), samples)
     for decoder_type in ("full", "segment"):
         loader = VideoWDSLoader([f"WDS:{root}"], batch_size=2, sequence_length=4, img_size=(8, 8),
                                 decoder_type=decoder_type, num_workers=0, presets={"neg_condition": "neg_prompt_wan"},
-                                **COMMON)
+                                max_fail_fraction=1.0, **COMMON)
         batch = take(loader, 1)[0]
         assert batch["real"].shape == (2, 3, 4, 8, 8) and batch["real"].dtype == torch.float32
         assert batch["neg_condition"] == [PRESET_CONSTANTS["neg_prompt_wan"]] * 2
@@ -112,6 +113,8 @@ def test_video_loader_segment_and_full(tmp_path):
             else:  # a window of 4 consecutive frames
                 assert torch.equal(frames - frames[0], torch.arange(4.0))
         assert batch["condition"] == [f"clip {i}" for i in ids_of(batch)]
+    take(loader, 1)  # a batch of epoch 1: epoch 0, with its broken clip, is behind
+    assert loader.counts()["failed"] >= 1
 
 
 def test_two_ranks_two_workers_cover_epoch_once(images):
