@@ -155,6 +155,31 @@ def test_resume_on_another_world_size_sees_each_sample_once(images):
     assert len(consumed) == 24 and sorted(consumed + rest) == all_ids(8, 6)
 
 
+def test_resume_when_readers_are_in_different_epochs(tmp_path):
+    """3 ranks over shards of 2, 6 and 6 samples: after 3 batches the small shard's reader is in epoch 1, the others
+    in epoch 0. One reader resuming from that state delivers the rest of epochs 0 and 1: with what was read before,
+    every sample exactly twice."""
+    import collections
+
+    for s, size in enumerate((2, 6, 6)):
+        write_shard(str(tmp_path / f"shard-{s:04d}.tar"),
+                    [{"__key__": f"{s}{i:03d}", "real.pth": tensor_bytes(torch.zeros(1))} for i in range(size)])
+
+    def loader(rank, world, **kw):
+        return WDSLoader([f"WDS:{tmp_path}"], batch_size=1, key_map={"real": "real.pth"}, num_workers=0,
+                         shuffle_size=3, rank=rank, world_size=world, credential_file=None, **kw)
+
+    before, readers = [], {}
+    for rank in range(3):
+        ld = loader(rank, 3)
+        before += [n for batch in take(ld, 3) for n in batch["fname"]]
+        readers.update(ld.position["readers"])
+    assert sorted(state["epoch"] for state in readers.values()) == [0, 0, 1]
+    resumed = loader(0, 1, sampler_start_idx={**ld.position, "readers": readers})
+    after = [n for batch in take(resumed, 28 - len(before)) for n in batch["fname"]]
+    assert set(collections.Counter(before + after).values()) == {2} and len(set(before + after)) == 14
+
+
 def test_bad_input(images, tmp_path):
     with pytest.raises(ValueError, match='must look like "WDS:'):
         image_loader(images, num_workers=0).__class__(images, batch_size=1, **COMMON)
