@@ -255,3 +255,15 @@ def test_trainer_resume_with_wds_loader_is_bit_identical(tmp_path):
         assert torch.equal(a, b)
     saved = torch.load(tmp_path / "out" / "resumed" / "checkpoints" / "0000003.pth", weights_only=True)
     assert saved["data"]["train"]["kind"] == "wds" and saved["data"]["train"]["steps"] == 3
+
+
+def test_relayout_pure_functions():
+    """Re-dealing is exact on hand-made states: buffered refs, cursor, untouched shards, and an empty remainder."""
+    from fastgen.datasets.wds.order import ReaderState, pack_ref, relayout, remaining_work
+
+    mid = ReaderState(epoch=0, items=[[3, 0, []]], current=[1, 0, [], 4], buffer=[pack_ref(1, 2), pack_ref(0, 7)])
+    done = ReaderState(epoch=0, items=[])
+    work = remaining_work(seed=0, num_shards=4, states={0: mid, 1: done}, num_readers=2)
+    assert work == {0: [[0, 1 << 62, [7]], [1, 4, [2]], [3, 0, []]]}
+    new = relayout(0, 4, {0: done, 1: ReaderState(epoch=0, items=[])}, 2, 3)  # nothing left: fresh next epoch
+    assert [(s.epoch, s.items, s.carry) for s in new.values()] == [(0, [], {})] * 3
