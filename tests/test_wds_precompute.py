@@ -82,3 +82,28 @@ def test_precompute_script_smoke_and_bad_input(tmp_path, monkeypatch, capsys):
     assert script.main(args) == 0 and "2 already done" in capsys.readouterr().out
     assert script.main([args[0], "--input", str(tmp_path / "in"), *args[3:]]) == 2
     assert 'must look like "WDS:' in capsys.readouterr().err
+
+
+def test_dmd2_trains_from_precomputed_shards(tmp_path):
+    """The latent loader's batches (latents, embedding dicts, a files_map negative embedding) feed a DMD2 step of a
+    tiny SD15 student directly: the precomputed shards are training data as they stand."""
+    from test_hf_training import dmd2_sd15_config
+
+    from fastgen.methods import DMD2Model
+
+    image_caption_shards(str(tmp_path / "in"))
+    torch.manual_seed(0)
+    model = DMD2Model(dmd2_sd15_config().model)
+    precompute(model.net, list_shards([f"WDS:{tmp_path / 'in'}"]), str(tmp_path / "out"), img_size=16,
+               image_key="png", show_progress=False)
+    torch.save({k: v[0] for k, v in model.net.encode_text([""]).items()}, tmp_path / "neg.pth")
+    loader = WDSLoader([f"WDS:{tmp_path / 'out'}"], batch_size=2, key_map={"real": "latent.pth",
+                                                                            "condition": "txt_emb.pth"},
+                       files_map={"neg_condition": str(tmp_path / "neg.pth")}, num_workers=0, rank=0, world_size=1,
+                       credential_file=None)
+    data = model.encode_batch(next(iter(loader)))
+    assert data["real"].shape == (2, 4, 8, 8) and set(data["neg_condition"]) == set(data["condition"])
+    for iteration in (1, 5):  # critic step, then generator step
+        loss_map, _ = model.single_train_step(data, iteration)
+        assert torch.isfinite(loss_map["total_loss"])
+        loss_map["total_loss"].backward()
