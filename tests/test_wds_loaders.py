@@ -267,3 +267,23 @@ def test_relayout_pure_functions():
     assert work == {0: [[0, 1 << 62, [7]], [1, 4, [2]], [3, 0, []]]}
     new = relayout(0, 4, {0: done, 1: ReaderState(epoch=0, items=[])}, 2, 3)  # nothing left: fresh next epoch
     assert [(s.epoch, s.items, s.carry) for s in new.values()] == [(0, [], {})] * 3
+
+
+def _two_rank_epoch(rank: int, root: str, out: str) -> None:
+    """Spawned: rank `rank` of 2 (gloo) reads 3 batches in-process; `position` gathers both ranks' readers."""
+    loader = image_loader(root, num_workers=0, rank=None, world_size=None)
+    seen = [i for batch in take(loader, 3) for i in ids_of(batch)]
+    state = loader.position  # collective: every rank takes part
+    torch.save({"seen": seen, "state": state}, os.path.join(out, f"rank{rank}.pt"))
+
+
+def test_position_gathers_all_ranks_under_torch_distributed(images, tmp_path):
+    from fastgen.utils.distributed.launch import spawn_local
+
+    spawn_local(_two_rank_epoch, 2, args=(images, str(tmp_path)))
+    parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert parts[0]["state"] == parts[1]["state"] and sorted(parts[0]["state"]["readers"]) == [0, 1]
+    seen = parts[0]["seen"] + parts[1]["seen"]
+    resumed = image_loader(images, num_workers=0, batch_size=4, sampler_start_idx=parts[0]["state"])
+    rest = [i for batch in take(resumed, (48 - len(seen)) // 4) for i in ids_of(batch)]
+    assert len(seen) == 24 and sorted(seen + rest) == all_ids(8, 6)  # re-dealt from 2 readers to 1
