@@ -89,6 +89,10 @@ def test_latent_pair_path_loaders(tmp_path):
                          sample_shapes={"noise": [4, 3, 3]}, max_fail_fraction=1.0, **COMMON)
     with pytest.raises(RuntimeError, match="no sample of a whole epoch decoded"):
         take(loader, 1)
+    loader = instantiate(data_configs.PairLoaderConfig, datatags=[f"WDS:{root}"], num_workers=2,
+                         sample_shapes={"noise": [4, 3, 3]}, max_fail_fraction=1.0, **COMMON)
+    with pytest.raises(RuntimeError, match="decoded .* sample_shapes [(]raised in a DataLoader worker[)]$"):
+        take(loader, 1)  # a worker's error arrives as its own one-line reason
 
 
 def test_video_loader_segment_and_full(tmp_path):
