@@ -101,6 +101,9 @@ class HFNetwork(FastGenNetwork):
         self.encoders_device = encoders_device
         self.options = {**adapter.extra_kwargs, **family_kwargs}
         self.denoiser = self._build(adapter.denoiser_name)
+        if self._is_in_meta_context():
+            adapter.rebuild_plain_tensors(self.denoiser)
+            _check_no_plain_meta_tensors(self.denoiser)
         self.scheduler_config = self._scheduler_config()
         self.logvar_linear = nn.Linear(adapter.logvar_features, 1) if enable_logvar_linear else None
         if self.logvar_linear is not None:
@@ -315,6 +318,16 @@ def _fourier(t: torch.Tensor, n: int) -> torch.Tensor:
     freqs = torch.exp(torch.linspace(0, 6, n // 2, dtype=torch.float64, device=t.device))
     ang = t.to(torch.float64)[:, None] * freqs[None]
     return torch.cat([ang.cos(), ang.sin()], dim=1)
+
+
+def _check_no_plain_meta_tensors(module: nn.Module) -> None:
+    """Tensors kept as plain attributes stay on the meta device for good (to_empty and FSDP's broadcast only see
+    parameters and buffers): refuse them, so a diffusers change that adds one fails here, not in a forward."""
+    bad = [f"{name}.{key}" for name, sub in module.named_modules() for key, value in vars(sub).items()
+           if isinstance(value, torch.Tensor) and value.is_meta]
+    if bad:
+        raise RuntimeError(f"meta-device build left plain tensor attributes on the meta device: {bad[:4]}; "
+                           "teach the family adapter's rebuild_plain_tensors() to re-create them")
 
 
 def _is_text(value) -> bool:
