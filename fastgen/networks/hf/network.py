@@ -27,10 +27,13 @@ class FrozenEncoders(dict):
     def __deepcopy__(self, memo):
         return self
 
+    device = torch.device("cpu")  # where the modules are (they are built on the CPU)
+
     def to(self, device) -> FrozenEncoders:
         for comp in self.values():
             if isinstance(comp, nn.Module):
                 comp.to(device)
+        self.device = torch.device(device)
         return self
 
 
@@ -149,10 +152,10 @@ class HFNetwork(FastGenNetwork):
                 continue
             comp = self._build(name)
             if isinstance(comp, nn.Module):
-                comp.eval().requires_grad_(False)
-                if self.encoders_device is not None:
-                    comp.to(self.encoders_device)
+                comp.eval().requires_grad_(False).to(self.encoders.device)
             self.encoders[name] = comp
+        if self.encoders_device is not None:
+            self.encoders.to(self.encoders_device)
 
     @property
     def has_preprocessors(self) -> bool:
@@ -164,8 +167,13 @@ class HFNetwork(FastGenNetwork):
                                "or call net.init_preprocessors()")
 
     # -- encoders (no_grad, on encoders_device; outputs on `device`) --
-    def _enc_device(self, device):
-        return torch.device(self.encoders_device) if self.encoders_device is not None else device
+    def _enc_device(self, device) -> torch.device:
+        """Where the encoders run: `encoders_device`, else beside the inputs. They are not submodules (net.to()
+        does not move them), so they are moved here, once per change of device."""
+        target = torch.device(self.encoders_device if self.encoders_device is not None else device)
+        if self.encoders.device != target:
+            self.encoders.to(target)
+        return target
 
     def pipeline(self, with_denoiser: bool = False):
         """The family's diffusers pipeline over our components (the denoiser only when asked): the library's own
