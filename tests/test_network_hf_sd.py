@@ -163,5 +163,18 @@ def test_bad_latent_size_and_r_are_one_line_errors(sd15):
     cond = {"prompt_embeds": torch.zeros(1, 16, 32)}
     with pytest.raises(ValueError, match=r"divisible by 2.*image sizes must be divisible by 4"):
         sd15(torch.zeros(1, 4, 7, 8), torch.tensor([0.5]), cond)
+    with pytest.raises(ValueError, match=r"keys \['prompt_embeds'\].*got NoneType"):
+        sd15(torch.zeros(1, 4, 8, 8), torch.tensor([0.5]), None)
     with pytest.raises(ValueError, match="r_timestep"):
         sd15(torch.zeros(1, 4, 8, 8), torch.tensor([0.5]), cond, r=torch.tensor([0.1]))
+
+
+def test_logvar_head_is_added_zero_initialised_and_trains():
+    net = tiny_net("sd15", enable_preprocessors=False, enable_logvar_linear=True).train()
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([0.2, 0.6], dtype=torch.float64)
+    cond = {"prompt_embeds": torch.randn(2, 16, 32)}
+    out, logvar = net(x, t, cond, return_logvar=True)
+    assert logvar.shape == (2, 1) and torch.equal(logvar, torch.zeros(2, 1))
+    (out.square().mean() + logvar.sum()).backward()
+    assert net.logvar_linear.bias.grad.item() == 2.0  # d(sum logvar)/d bias over a batch of 2
+    assert torch.equal(out, net.denoiser(x, t * 1000, cond["prompt_embeds"]).sample)

@@ -24,6 +24,7 @@ class FamilyAdapter:
     components: dict[str, tuple[str, str]] = {}  # name -> (class dotted path, subfolder)
     encoder_names: tuple[str, ...] = ()
     extra_kwargs: dict = {}  # family constructor options and their defaults
+    condition_keys: tuple[str, ...] = ("prompt_embeds",)  # required keys of the condition mapping
     default_scheduler_config: dict = {}
     logvar_features = 128
 
@@ -49,6 +50,12 @@ class FamilyAdapter:
         if x.ndim != 4 or x.shape[1] != c or x.shape[2] % f or x.shape[3] % f:
             raise ValueError(f"{type(net).__name__} takes latents [B, {c}, H, W] with H and W divisible by {f}; got "
                              f"{tuple(x.shape)} (image sizes must be divisible by {f * self.vae_scale_factor(net)})")
+
+    def check_condition(self, net, condition) -> None:
+        if not isinstance(condition, dict) or any(k not in condition for k in self.condition_keys):
+            got = sorted(condition) if isinstance(condition, dict) else type(condition).__name__
+            raise ValueError(f"{type(net).__name__} needs a condition mapping with keys {list(self.condition_keys)} "
+                             f"(text embeddings: net.encode_text(prompts)); got {got}")
 
     # -- model call --
     def model_timestep(self, net, t):
@@ -183,6 +190,7 @@ class SDXLAdapter(SD15Adapter):
         "scheduler": ("diffusers.EulerDiscreteScheduler", "scheduler"),
     }
     encoder_names = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+    condition_keys = ("prompt_embeds", "pooled_prompt_embeds")
     default_scheduler_config = dict(SD15Adapter.default_scheduler_config, interpolation_type="linear")
 
     def time_ids(self, net, x):
@@ -272,6 +280,7 @@ class FluxAdapter(_PackedFlowAdapter):
         "scheduler": ("diffusers.FlowMatchEulerDiscreteScheduler", "scheduler"),
     }
     encoder_names = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+    condition_keys = ("prompt_embeds", "pooled_prompt_embeds")
     extra_kwargs = {"guidance_scale": 3.5, "max_sequence_length": 512}
     default_scheduler_config = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
                                     max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)

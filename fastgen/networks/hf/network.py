@@ -249,9 +249,9 @@ class HFNetwork(FastGenNetwork):
         if return_features_early and not feature_indices:
             raise ValueError("return_features_early needs feature_indices")
         self.adapter.check_latents(self, x_t)
+        self.adapter.check_condition(self, condition)
         t = self.expand_t(t, x_t)
-        dtype = self.denoiser.dtype
-        inputs = self.adapter.model_inputs(self, x_t.to(dtype), t, condition or {})
+        inputs = self.adapter.model_inputs(self, x_t.to(self.denoiser.dtype), t, condition)
         taps = FeatureTaps(self.feature_blocks(), feature_indices, self.adapter.feature_map_fn(self, x_t),
                            return_features_early)
         with taps:
