@@ -8,6 +8,7 @@ import torch
 from _hf_models import capture, tiny_net
 
 from fastgen.networks.hf import schedules
+from fastgen.networks.hf.tiny import tiny_components
 from fastgen.networks.noise_schedule import get_noise_schedule
 
 PROMPTS = ["a red cat", "two dogs"]
@@ -92,7 +93,13 @@ def test_features_equal_hooks_on_bare_unet(sd15):
     assert isinstance(early, list) and torch.equal(early[0], ref[1])
 
 
-def test_sampling_equals_sd_pipeline_with_cfg(sd15):
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_sampling_equals_sd_pipeline_with_cfg(sd15, prediction_type):
+    if prediction_type == "v_prediction":  # SD2.x 768-v: the scheduler config decides the native prediction type
+        comps = tiny_components("sd15")
+        comps["scheduler"]["prediction_type"] = prediction_type
+        sd15 = tiny_net("sd15", component_configs=comps)
+        assert sd15.net_pred_type == "v"
     enc = sd15.encoders
     pipe = diffusers.StableDiffusionPipeline(
         vae=enc["vae"], text_encoder=enc["text_encoder"], tokenizer=enc["tokenizer"], unet=sd15.denoiser,

@@ -28,6 +28,10 @@ class FamilyAdapter:
     default_scheduler_config: dict = {}
     logvar_features = 128
 
+    def native_pred_type(self, scheduler_config: dict) -> str:
+        """What the denoiser predicts: the family's type (overridden where the scheduler config says)."""
+        return self.pred_type
+
     # -- shapes --
     def spatial_factor(self, net) -> int:
         return 1
@@ -145,6 +149,14 @@ class SD15Adapter(FamilyAdapter):
     default_scheduler_config = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                                     beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False,
                                     timestep_spacing="leading")
+
+    def native_pred_type(self, scheduler_config: dict) -> str:
+        """From the scheduler's prediction_type: eps for SD1.x / SDXL, v for SD2.x 768-v checkpoints."""
+        kind = scheduler_config.get("prediction_type", "epsilon")
+        types = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+        if kind not in types:
+            raise ValueError(f"unsupported scheduler prediction_type {kind!r}; expected one of {sorted(types)}")
+        return types[kind]
 
     def spatial_factor(self, net) -> int:
         return 2 ** (len(net.denoiser.config.block_out_channels) - 1)

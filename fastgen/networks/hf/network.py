@@ -97,17 +97,18 @@ class HFNetwork(FastGenNetwork):
         if adapter is None:
             raise TypeError("HFNetwork needs a family: use SD15, SDXL, Flux or QwenImage (fastgen.networks.hf)")
         family_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in adapter.extra_kwargs}
-        super().__init__(net_pred_type=net_pred_type or adapter.pred_type,
+        component_configs = dict(component_configs or {})
+        scheduler_config = _scheduler_config(adapter, str(model_id), component_configs)
+        super().__init__(net_pred_type=net_pred_type or adapter.native_pred_type(scheduler_config),
                          schedule_type=schedule_type or adapter.schedule_type, **kwargs)
         self.model_id, self.load_pretrained = str(model_id), bool(load_pretrained)
-        self.component_configs = dict(component_configs or {})
+        self.component_configs, self.scheduler_config = component_configs, scheduler_config
         self.encoders_device = encoders_device
         self.options = {**adapter.extra_kwargs, **family_kwargs}
         self.denoiser = self._build(adapter.denoiser_name)
         if self._is_in_meta_context():
             adapter.rebuild_plain_tensors(self.denoiser)
             _check_no_plain_meta_tensors(self.denoiser)
-        self.scheduler_config = self._scheduler_config()
         self.logvar_linear = nn.Linear(adapter.logvar_features, 1) if enable_logvar_linear else None
         if self.logvar_linear is not None:
             nn.init.zeros_(self.logvar_linear.weight)
@@ -136,14 +137,6 @@ class HFNetwork(FastGenNetwork):
             # fsdp_meta_init; rank 0 loads and FSDP2 broadcasts its weights)
             return load_architecture(cls_path, self.model_id, subfolder)
         return load_component(cls_path, self.model_id, subfolder)
-
-    def _scheduler_config(self) -> dict:
-        if "scheduler" in self.component_configs:
-            return dict(self.component_configs["scheduler"])
-        if not self.load_pretrained:
-            return dict(self.adapter.default_scheduler_config)
-        cls_path, subfolder = self._class_of("scheduler")
-        return load_config(cls_path, self.model_id, subfolder)
 
     def init_preprocessors(self) -> None:
         """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent."""
@@ -326,6 +319,17 @@ def _fourier(t: torch.Tensor, n: int) -> torch.Tensor:
     freqs = torch.exp(torch.linspace(0, 6, n // 2, dtype=torch.float64, device=t.device))
     ang = t.to(torch.float64)[:, None] * freqs[None]
     return torch.cat([ang.cos(), ang.sin()], dim=1)
+
+
+def _scheduler_config(adapter, model_id: str, component_configs: dict) -> dict:
+    """The scheduler the model ships with: component_configs["scheduler"]; the family default for other offline
+    builds (component_configs without one); else scheduler/scheduler_config.json of the model."""
+    if "scheduler" in component_configs:
+        return dict(component_configs["scheduler"])
+    if component_configs:
+        return dict(adapter.default_scheduler_config)
+    cls_path, subfolder = adapter.components["scheduler"]
+    return load_config(cls_path, model_id, subfolder)
 
 
 def _check_no_plain_meta_tensors(module: nn.Module) -> None:
