@@ -28,6 +28,7 @@ class FrozenEncoders(dict):
         return self
 
     device = torch.device("cpu")  # where the modules are (they are built on the CPU)
+    pipeline = None  # the encoder-only diffusers pipeline, built on first use
 
     def to(self, device) -> FrozenEncoders:
         for comp in self.values():
@@ -172,7 +173,11 @@ class HFNetwork(FastGenNetwork):
         """The family's diffusers pipeline over our components (the denoiser only when asked): the library's own
         prompt encoding and export use it."""
         self._require_encoders("pipeline")
-        return self.adapter.make_pipeline(self, with_denoiser)
+        if with_denoiser:
+            return self.adapter.make_pipeline(self, True)
+        if self.encoders.pipeline is None:  # built once: prompt encoding runs every training step
+            self.encoders.pipeline = self.adapter.make_pipeline(self, False)
+        return self.encoders.pipeline
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str] | str, device=None) -> dict[str, torch.Tensor]:
