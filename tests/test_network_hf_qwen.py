@@ -4,7 +4,7 @@ sampling == QwenImagePipeline with true CFG (norm-rescaled), the video-style VAE
 import diffusers
 import pytest
 import torch
-from _hf_models import tiny_net
+from _hf_models import capture, tiny_net
 
 PROMPTS = ["a red cat", "two dogs"]
 
@@ -52,8 +52,6 @@ def test_qwen_vae_round_trip_uses_latent_normalisation(qwen):
 
 
 def test_qwen_features_equal_hooks_and_stop_early(qwen):
-    from _hf_models import capture
-
     torch.manual_seed(6)
     x, t = torch.randn(2, 4, 8, 8), torch.full((2,), 0.4, dtype=torch.float64)
     cond = qwen.encode_text(PROMPTS)
