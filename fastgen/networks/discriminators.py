@@ -207,10 +207,12 @@ class Discriminator_ImageDiT(Discriminator):
 
 
 def _transformer_smoke_overrides(kwargs: dict, feature_shapes: list[tuple], default_blocks: int) -> dict:
-    """Image/video transformer heads: one feature per block, all of width inner_dim."""
+    """Image/video transformer heads: one feature per block, all of width inner_dim (read at the first used one)."""
+    count = len(feature_shapes)
     indices = Discriminator.smoke_indices(kwargs.get("feature_indices"), kwargs.get("num_blocks", default_blocks),
-                                          len(feature_shapes))
-    return {"num_blocks": len(feature_shapes), "inner_dim": int(feature_shapes[0][0]), "feature_indices": indices}
+                                          count)
+    first = indices[0] if indices else count // 2
+    return {"num_blocks": count, "inner_dim": int(feature_shapes[first][0]), "feature_indices": indices}
 
 
 # -------------------------------------------------------------------------------------------- video DiT
