@@ -186,6 +186,24 @@ def probe_feature_shapes(net, input_shape, condition=None) -> list[tuple]:
     return shapes
 
 
+def _fit_latent_channels(model, tiny_net, lines: list[str]) -> None:
+    """Latent families whose tiny VAE has fewer channels than the real one (Flux/Qwen: 16 -> 4)."""
+    adapter = getattr(tiny_net, "adapter", None)
+    if adapter is not None and hasattr(adapter, "latent_channels"):
+        channels = int(adapter.latent_channels(tiny_net))
+        if channels != model.input_shape[0]:
+            _set(model, "input_shape", [channels, *model.input_shape[1:]], "model:", lines)
+
+
+def _probe_condition(net, batch: Mapping, enable_preprocessors: bool):
+    """The condition the net sees in training: the batch's, encoded first when the net encodes on the fly."""
+    if enable_preprocessors and hasattr(net, "preprocess_batch"):
+        if hasattr(net, "init_preprocessors"):
+            net.init_preprocessors()
+        batch = net.preprocess_batch(dict(batch))
+    return batch.get("condition")
+
+
 # --------------------------------------------------------------------------------------------------- data
 class SmokeLoader:
     """Stands in for the config's loader: batches from `<loader>.smoke_batch(loader_kwargs, batch_size)` forever."""
@@ -216,7 +234,32 @@ def _student_label_dim(net: DictConfig) -> int | None:
     return None
 
 
-def _smoke_loader(node: DictConfig, input_shape: list[int], label_dim: int | None) -> tuple[DictConfig, dict]:
+def _tiny_sample_shapes(kwargs: dict, input_shape: list[int], tiny_net) -> dict:
+    """`sample_shapes` for loaders that read tensor files (latents, noise, paths, text embeddings) at the tiny size:
+    data-shaped keys take the tiny input shape, embeddings the tiny network's own text-encoder output shapes."""
+    shapes, embeddings = {}, None
+    for key in [*(kwargs.get("key_map") or {}), *(kwargs.get("files_map") or {})]:
+        if key in ("real", "noise"):
+            shapes[key] = list(input_shape)
+        elif key == "path":
+            shapes[key] = [2, *input_shape]
+        elif key in ("condition", "neg_condition"):
+            if embeddings is None:
+                embeddings = _text_embedding_shapes(tiny_net)
+            shapes[key] = embeddings
+    return shapes
+
+
+def _text_embedding_shapes(net) -> dict:
+    if not hasattr(net, "encode_text"):
+        raise SmokeError(f"the loader reads text embeddings but {type(net).__name__} has no encode_text to size them")
+    if hasattr(net, "init_preprocessors"):
+        net.init_preprocessors()
+    encoded = net.encode_text(["smoke"])
+    return {name: list(value.shape[1:]) for name, value in encoded.items()}
+
+
+def _smoke_loader(node: DictConfig, input_shape: list[int], label_dim: int | None, tiny_net) -> tuple[DictConfig, dict]:
     """The SmokeLoader config replacing loader config `node`, and one synthetic batch (for printing/probing)."""
     name, obj = _target(node)
     if not hasattr(obj, "smoke_batch"):
@@ -225,6 +268,8 @@ def _smoke_loader(node: DictConfig, input_shape: list[int], label_dim: int | Non
     kwargs = {**_kwargs(node), "input_shape": list(input_shape)}
     if kwargs.get("label_dim") is None and label_dim is not None:
         kwargs["label_dim"] = label_dim
+    if "sample_shapes" in kwargs:
+        kwargs["sample_shapes"] = _tiny_sample_shapes(kwargs, input_shape, tiny_net)
     kwargs.pop("batch_size", None)
     target = node["_target_"] if isinstance(node["_target_"], str) else f"{obj.__module__}.{obj.__qualname__}"
     batch = obj.smoke_batch(dict(kwargs), SMOKE_BATCH_SIZE)
@@ -260,20 +305,24 @@ def apply_smoke(config, output_root: str | None = None) -> list[str]:
         else:
             _shrink(node, field, _call_overrides(obj, _kwargs(node)), lines)
 
+    tiny_net = instantiate(model.net).to(torch.float32)
+    _fit_latent_channels(model, tiny_net, lines)
     batch = None
     for key in ("dataloader_train", "dataloader_val"):
         node = getattr(config, key)
         if node is None:
             continue
         real = f"{_target(node)[0]}"
-        smoke_node, batch_k = _smoke_loader(node, model.input_shape, _student_label_dim(model.net))
+        smoke_node, batch_k = _smoke_loader(node, model.input_shape, _student_label_dim(model.net), tiny_net)
         setattr(config, key, smoke_node)
         batch = batch_k if key == "dataloader_train" else batch
         lines.append(f"data: {key} {real} -> synthetic batches of {SMOKE_BATCH_SIZE}: {_describe(batch_k)}")
 
     for field, node, obj in discriminators:
-        source = instantiate(_feature_source(model)).to(torch.float32)
-        condition = _slice(batch.get("condition"), 1) if batch is not None else None
+        source_config = _feature_source(model)
+        source = tiny_net if source_config == model.net else instantiate(source_config).to(torch.float32)
+        condition = _probe_condition(source, _slice(batch, 1) if batch is not None else {},
+                                     model.enable_preprocessors)
         shapes = probe_feature_shapes(source, model.input_shape, condition)
         lines.append(f"{field}: probed {type(source).__name__} features {[list(s) for s in shapes]}")
         _shrink(node, field, _call_overrides(obj, _kwargs(node), shapes), lines)
