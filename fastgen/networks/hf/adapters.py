@@ -2,7 +2,8 @@
 
 An adapter is stateless; its methods take the HFNetwork (`net`). Adding a family = one adapter subclass plus a
 three-line HFNetwork subclass (families.py). Packing helpers (Flux / Qwen-Image 2x2 latent packing, image ids, time
-ids) are the pipelines' own static methods, called, not copied.
+ids) are the pipelines' own static methods, called, not copied. Tokenizers load by the concrete class the model
+ships (AutoTokenizer would need a config.json the tokenizer folders lack, which fails offline).
 """
 
 from __future__ import annotations
