@@ -14,6 +14,7 @@ class FaultProxy:
     def __init__(self, target: tuple[str, int], cut_after: int, faults: int):
         self.target, self.cut_after = target, cut_after
         self.faults_left, self.cuts = faults, 0
+        self.refuse = False  # True: every new connection is closed at once (an endpoint that went away)
         self.lock = threading.Lock()
         proxy = self
 
@@ -39,6 +40,9 @@ class FaultProxy:
         self.server.server_close()
 
     def relay(self, client: socket.socket) -> None:
+        if self.refuse:
+            client.close()
+            return
         upstream = socket.create_connection(self.target)
         done = threading.Event()
 
