@@ -11,6 +11,7 @@ keys -- and shrinks only what makes it big:
     `smoke_batch(kwargs, batch_size)` (the real keys and dtypes at the reduced size); `kwargs` are the loader
     config's plus `input_shape` (the tiny model.input_shape) and, when the loader config leaves it unset,
     `label_dim` (the student's);
+  * sampling steps capped at 2 (a student's explicit t_list is kept);
   * 2 iterations of batch 2 on one CPU process in float32 (DDP/FSDP, AMP, S3 and W&B off), one checkpoint and
     config.yaml under a fresh temporary output root, which is printed and kept for inspection.
 Each change is printed as one line. A class that declares no tiny size is a usage error naming it.
@@ -35,6 +36,7 @@ from fastgen.utils import instantiate, locate
 
 SMOKE_ITERATIONS = 2
 SMOKE_BATCH_SIZE = 2
+SMOKE_SAMPLE_STEPS = 2  # at most this many sampling steps (a 1-step student keeps 1)
 MAX_PROBED_FEATURES = 256  # probing stops at the first index a network rejects
 SMOKE_LOADER = "fastgen.smoke.SmokeLoader"
 
@@ -107,6 +109,9 @@ def _run_settings(config, output_root: str, lines: list[str]) -> None:
     for key, value in (("grad_scaler_enabled", False), ("fsdp_meta_init", False), ("pretrained_model_path", ""),
                        ("pretrained_student_net_path", "")):
         _set(model, key, value, "model:", lines)
+    if model.sample_t_cfg.t_list is None:  # a student's own t_list fixes its step count; keep it
+        # multi-step sampling (the teacher's preview samples of SFT configs) only needs to run, not converge
+        _set(model, "student_sample_steps", min(model.student_sample_steps, SMOKE_SAMPLE_STEPS), "model:", lines)
     _set(config.log_config, "wandb_mode", "disabled", "log:", lines)
     os.environ["WANDB_MODE"] = "disabled"  # $WANDB_MODE would override log_config.wandb_mode
     os.environ["FASTGEN_OUTPUT_ROOT"] = output_root  # log_config.save_path reads it
