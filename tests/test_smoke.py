@@ -197,3 +197,10 @@ def test_real_cli_smoke(tmp_path):
     assert run_dir.startswith(str(tmp_path)) and not (tmp_path / "out").exists()
     assert os.path.isfile(os.path.join(run_dir, "config.yaml"))
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "0000002.pth"))
+
+
+def test_every_family_has_a_fast_smoke_run():
+    """CI runs at least one --smoke per family unmarked (the rest are `slow`, still run by `make test`)."""
+    families = {p.split("experiments/", 1)[1].split("/")[0] for p in EXPERIMENT_FILES}
+    covered = {r.split("/")[0] for r in FAMILY_REPRESENTATIVES if any(p.endswith(r) for p in EXPERIMENT_FILES)}
+    assert families <= covered, f"families without a fast smoke run: {sorted(families - covered)}"
