@@ -46,7 +46,7 @@ class SmokeError(ConfigError):
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    if isinstance(value, (DictConfig,)):
+    if isinstance(value, DictConfig):
         value = OmegaConf.to_container(value)
     if isinstance(value, Mapping):
         return "{" + ", ".join(str(k) for k in value) + "}" if len(repr(value)) > limit else repr(value)
@@ -300,8 +300,7 @@ def apply_smoke(config, output_root: str | None = None) -> list[str]:
     output_root = output_root or tempfile.mkdtemp(prefix="fastgen_smoke_")
     _run_settings(config, output_root, lines)
     model = config.model
-    old_shape = list(model.input_shape)
-    _set(model, "input_shape", tiny_input_shape(old_shape), "model:", lines)
+    _set(model, "input_shape", tiny_input_shape(model.input_shape), "model:", lines)
 
     discriminators = []
     for field, node, obj in _network_fields(model):
