@@ -125,6 +125,7 @@ def s3_throughput(root: str, paths: list[str], args) -> float:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    sys.path.insert(0, REPO)  # run from a checkout
     import logging
 
     import torch

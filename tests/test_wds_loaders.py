@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from _wds_shards import image_shards, mp4_bytes, png_bytes, sample_id, tensor_shards, write_shard
+from _wds_shards import image_shards, mp4_bytes, png_bytes, sample_id, tensor_bytes, tensor_shards, write_shard
 
 from fastgen.configs import data as data_configs
 from fastgen.datasets.wds.loaders import ImageWDSLoader, VideoWDSLoader, WDSLoader
@@ -89,17 +89,22 @@ def test_latent_pair_path_loaders(tmp_path):
                          sample_shapes={"noise": [4, 3, 3]}, max_fail_fraction=1.0, **COMMON)
     with pytest.raises(RuntimeError, match="no sample of a whole epoch decoded"):
         take(loader, 1)
+    loader = instantiate(data_configs.PairLoaderConfig, datatags=[f"WDS:{root}"], num_workers=2,
+                         sample_shapes={"noise": [4, 3, 3]}, max_fail_fraction=1.0, **COMMON)
+    with pytest.raises(RuntimeError, match="decoded .* sample_shapes [(]raised in a DataLoader worker[)]$"):
+        take(loader, 1)  # a worker's error arrives as its own one-line reason
 
 
 def test_video_loader_segment_and_full(tmp_path):
     root = str(tmp_path / "vid")
     samples = [{"__key__": f"{k:06d}", "mp4": mp4_bytes(6, 16, 24, first_value=10 * k), "txt": f"clip {k}".encode()}
                for k in range(2)]
+    samples.append({"__key__": "000002", "mp4": b"\x00\x00\x00\x18ftypmp42 truncated", "txt": b"broken"})
     write_shard(os.path.join(root, "shard-0000.tar"), samples)
     for decoder_type in ("full", "segment"):
         loader = VideoWDSLoader([f"WDS:{root}"], batch_size=2, sequence_length=4, img_size=(8, 8),
                                 decoder_type=decoder_type, num_workers=0, presets={"neg_condition": "neg_prompt_wan"},
-                                **COMMON)
+                                max_fail_fraction=1.0, **COMMON)
         batch = take(loader, 1)[0]
         assert batch["real"].shape == (2, 3, 4, 8, 8) and batch["real"].dtype == torch.float32
         assert batch["neg_condition"] == [PRESET_CONSTANTS["neg_prompt_wan"]] * 2
@@ -112,6 +117,8 @@ def test_video_loader_segment_and_full(tmp_path):
             else:  # a window of 4 consecutive frames
                 assert torch.equal(frames - frames[0], torch.arange(4.0))
         assert batch["condition"] == [f"clip {i}" for i in ids_of(batch)]
+    take(loader, 1)  # a batch of epoch 1: epoch 0, with its broken clip, is behind
+    assert loader.counts()["failed"] >= 1
 
 
 def test_two_ranks_two_workers_cover_epoch_once(images):
@@ -150,6 +157,31 @@ def test_resume_on_another_world_size_sees_each_sample_once(images):
     resumed = image_loader(images, num_workers=0, batch_size=2, sampler_start_idx=saved)
     rest = [i for batch in take(resumed, (48 - len(consumed)) // 2) for i in ids_of(batch)]
     assert len(consumed) == 24 and sorted(consumed + rest) == all_ids(8, 6)
+
+
+def test_resume_when_readers_are_in_different_epochs(tmp_path):
+    """3 ranks over shards of 2, 6 and 6 samples: after 3 batches the small shard's reader is in epoch 1, the others
+    in epoch 0. One reader resuming from that state delivers the rest of epochs 0 and 1: with what was read before,
+    every sample exactly twice."""
+    import collections
+
+    for s, size in enumerate((2, 6, 6)):
+        write_shard(str(tmp_path / f"shard-{s:04d}.tar"),
+                    [{"__key__": f"{s}{i:03d}", "real.pth": tensor_bytes(torch.zeros(1))} for i in range(size)])
+
+    def loader(rank, world, **kw):
+        return WDSLoader([f"WDS:{tmp_path}"], batch_size=1, key_map={"real": "real.pth"}, num_workers=0,
+                         shuffle_size=3, rank=rank, world_size=world, credential_file=None, **kw)
+
+    before, readers = [], {}
+    for rank in range(3):
+        ld = loader(rank, 3)
+        before += [n for batch in take(ld, 3) for n in batch["fname"]]
+        readers.update(ld.position["readers"])
+    assert sorted(state["epoch"] for state in readers.values()) == [0, 0, 1]
+    resumed = loader(0, 1, sampler_start_idx={**ld.position, "readers": readers})
+    after = [n for batch in take(resumed, 28 - len(before)) for n in batch["fname"]]
+    assert set(collections.Counter(before + after).values()) == {2} and len(set(before + after)) == 14
 
 
 def test_bad_input(images, tmp_path):
@@ -196,3 +228,66 @@ def test_smoke_batch_matches_real_batch(images):
     assert pair["noise"].shape == (2, 4, 2, 2) and pair["condition"]["pooled"].shape == (2, 5)
     video = VideoWDSLoader.smoke_batch(dict(data_configs.VideoLoaderConfig), 2)
     assert video["real"].shape == (2, 3, 5, 16, 16)
+
+
+def test_trainer_resume_with_wds_loader_is_bit_identical(tmp_path):
+    """A toy KD run reading (noise, real) pairs from tar shards: stopped at iteration 3 and resumed to 6 it ends with
+    the weights of the run that never stopped (the loader's reader states travel in the checkpoint)."""
+    from test_ddp import toy_kd_config, train
+
+    from fastgen.utils import LazyCall
+
+    root = tmp_path / "pairs"
+    for s in range(4):
+        gen = torch.Generator().manual_seed(s)
+        write_shard(str(root / f"shard-{s:04d}.tar"), [
+            {"__key__": f"{s}{i:03d}", "real.pth": tensor_bytes(torch.randn(2, generator=gen)),
+             "noise.pth": tensor_bytes(torch.randn(2, generator=gen))} for i in range(8)])
+
+    def config(name, max_iter):
+        cfg = toy_kd_config(str(tmp_path / "out"), pairs="unused", batch_size=4, max_iter=max_iter, save_ckpt_iter=3,
+                            name=name)
+        cfg.dataloader_train = LazyCall(WDSLoader)(
+            datatags=[f"WDS:{root}"], batch_size=4, key_map={"real": "real.pth", "noise": "noise.pth"},
+            shuffle_size=5, num_workers=0, credential_file=None)
+        return cfg
+
+    straight = train(config("straight", 6))
+    train(config("resumed", 3))
+    resumed = train(config("resumed", 6))
+    for a, b in zip(straight.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b)
+    saved = torch.load(tmp_path / "out" / "resumed" / "checkpoints" / "0000003.pth", weights_only=True)
+    assert saved["data"]["train"]["kind"] == "wds" and saved["data"]["train"]["steps"] == 3
+
+
+def test_relayout_pure_functions():
+    """Re-dealing is exact on hand-made states: buffered refs, cursor, untouched shards, and an empty remainder."""
+    from fastgen.datasets.wds.order import ReaderState, pack_ref, relayout, remaining_work
+
+    mid = ReaderState(epoch=0, items=[[3, 0, []]], current=[1, 0, [], 4], buffer=[pack_ref(1, 2), pack_ref(0, 7)])
+    done = ReaderState(epoch=0, items=[])
+    work = remaining_work(seed=0, num_shards=4, states={0: mid, 1: done}, num_readers=2)
+    assert work == {0: [[0, 1 << 62, [7]], [1, 4, [2]], [3, 0, []]]}
+    new = relayout(0, 4, {0: done, 1: ReaderState(epoch=0, items=[])}, 2, 3)  # nothing left: fresh next epoch
+    assert [(s.epoch, s.items, s.carry) for s in new.values()] == [(0, [], {})] * 3
+
+
+def _two_rank_epoch(rank: int, root: str, out: str) -> None:
+    """Spawned: rank `rank` of 2 (gloo) reads 3 batches in-process; `position` gathers both ranks' readers."""
+    loader = image_loader(root, num_workers=0, rank=None, world_size=None)
+    seen = [i for batch in take(loader, 3) for i in ids_of(batch)]
+    state = loader.position  # collective: every rank takes part
+    torch.save({"seen": seen, "state": state}, os.path.join(out, f"rank{rank}.pt"))
+
+
+def test_position_gathers_all_ranks_under_torch_distributed(images, tmp_path):
+    from fastgen.utils.distributed.launch import spawn_local
+
+    spawn_local(_two_rank_epoch, 2, args=(images, str(tmp_path)))
+    parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert parts[0]["state"] == parts[1]["state"] and sorted(parts[0]["state"]["readers"]) == [0, 1]
+    seen = parts[0]["seen"] + parts[1]["seen"]
+    resumed = image_loader(images, num_workers=0, batch_size=4, sampler_start_idx=parts[0]["state"])
+    rest = [i for batch in take(resumed, (48 - len(seen)) // 4) for i in ids_of(batch)]
+    assert len(seen) == 24 and sorted(seen + rest) == all_ids(8, 6)  # re-dealt from 2 readers to 1

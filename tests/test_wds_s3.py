@@ -7,7 +7,7 @@ import pytest
 import torch
 from _fault_proxy import FaultProxy
 from _wds_shards import image_shards
-from test_s3 import SECRET, bucket, isolate_aws, moto_endpoint, s3_env  # noqa: F401  (shared moto fixtures)
+from test_s3 import KEY_ID, SECRET, isolate_aws, moto_endpoint  # noqa: F401  (shared moto fixtures)
 
 from fastgen.datasets.wds.loaders import ImageWDSLoader
 from fastgen.datasets.wds.shards import S3ShardStream
@@ -26,13 +26,21 @@ def read_all(ld, steps):
     return [n for b in batches for n in b["fname"]], torch.cat([b["real"] for b in batches])
 
 
-@pytest.fixture
-def uploaded(bucket, tmp_path):  # noqa: F811
-    paths = image_shards(str(tmp_path / "local"), num_shards=3, per_shard=8, size=24)
-    client = s3.S3Client(credential_file=None)
-    for path in paths:
-        client.upload_file(path, f"s3://{bucket}/data/{path.rsplit('/', 1)[-1]}")
-    return str(tmp_path / "local"), f"s3://{bucket}/data"
+@pytest.fixture(scope="module")
+def uploaded(moto_endpoint, tmp_path_factory):  # noqa: F811
+    """Shards written and uploaded once for the module (the environment of test_s3's s3_env, module-wide)."""
+    tmp_path = tmp_path_factory.mktemp("wds_s3")
+    with pytest.MonkeyPatch.context() as patch:
+        isolate_aws(patch, tmp_path)
+        for name, value in (("AWS_ACCESS_KEY_ID", KEY_ID), ("AWS_SECRET_ACCESS_KEY", SECRET),
+                            ("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", moto_endpoint)):
+            patch.setenv(name, value)
+        paths = image_shards(str(tmp_path / "local"), num_shards=3, per_shard=8, size=24)
+        client = s3.S3Client(credential_file=None)
+        client.client.create_bucket(Bucket="wds-shards")
+        for path in paths:
+            client.upload_file(path, f"s3://wds-shards/data/{path.rsplit('/', 1)[-1]}")
+        yield str(tmp_path / "local"), "s3://wds-shards/data"
 
 
 def test_s3_stream_with_dropped_connections_yields_the_local_samples(uploaded, monkeypatch):

@@ -126,6 +126,8 @@ class WDSLoader:
     def load_state_dict(self, state) -> None:
         """Start fresh (None / 0), or continue from a saved `position` (same or another layout)."""
         self._steps = 0
+        if isinstance(state, dict) and state.get("position") == 0:  # the trainer's "rewind" (validation loaders)
+            state = None
         if state is None or (isinstance(state, int) and state == 0):
             self._states = {j: fresh_state(self.seed, len(self.shards), j, self.num_readers).to_dict()
                             for j in self._my_readers()}
@@ -171,7 +173,16 @@ class WDSLoader:
         return self._track(source)
 
     def _track(self, source) -> Iterator[dict]:
-        for batch, (reader, state) in source:
+        iterator = iter(source)
+        while True:
+            try:
+                batch, (reader, state) = next(iterator)
+            except RuntimeError as error:  # torch wraps a worker's error in a multi-line traceback: keep the reason
+                text = str(error).strip()
+                if "DataLoader worker process" not in text:
+                    raise
+                reason = text.splitlines()[-1].split(": ", 1)[-1]
+                raise RuntimeError(f"{reason} (raised in a DataLoader worker)") from None
             self._states[int(reader)] = state
             self._steps += 1
             check_failures(self.counts(), self.max_fail_fraction)

@@ -79,7 +79,7 @@ def fresh_state(seed: int, num_shards: int, reader: int, num_readers: int) -> Re
     return ReaderState(epoch=0, items=assignment(seed, 0, num_shards, reader, num_readers))
 
 
-def _item_remaining(item: list, cursor: int) -> list | None:
+def _item_remaining(item: list, cursor: int) -> list:
     """What is left of work item [shard, start, extras] once offsets < cursor were considered."""
     shard, start, extras = item[0], item[1], item[2]
     left = [x for x in extras if x >= cursor]
@@ -141,7 +141,8 @@ def relayout(seed: int, num_shards: int, states: dict[int, ReaderState], old_rea
     work = remaining_work(seed, num_shards, states, old_readers)
     generation = 1 + max(s.generation for s in states.values())
     counts = {key: sum(s.counts.get(key, 0) for s in states.values()) for key in ReaderState(0, []).counts}
-    epochs = list(range(min(s.epoch for s in states.values()), max(work, default=0) + 1))
+    first_epoch = min(s.epoch for s in states.values())  # all may have just finished an epoch: work can be empty
+    epochs = list(range(first_epoch, max(work, default=first_epoch) + 1))
     out = {}
     for reader in range(new_readers):  # every epoch up to the last touched one is carried, even if empty here
         share = {epoch: work.get(epoch, [])[reader::new_readers] for epoch in epochs}
