@@ -161,6 +161,7 @@ def test_loader_smoke_batches_have_the_real_loaders_keys_and_dtypes(tmp_path):
     from PIL import Image
 
     from fastgen.datasets.gaussian_mixture import GaussianMixtureLoader
+    from fastgen.datasets.idx_loader import FashionMNISTLoader, write_idx
     from fastgen.datasets.image_loader import ImageLoader
     from fastgen.datasets.kd_dataset import TeacherPairLoader, save_shard
 
@@ -171,14 +172,20 @@ def test_loader_smoke_batches_have_the_real_loaders_keys_and_dtypes(tmp_path):
     (folder / "dataset.json").write_text('{"labels": [["0.png", 0], ["1.png", 1], ["2.png", 2], ["3.png", 3]]}')
     save_shard({"noise": torch.randn(4, 3, 8, 8), "real": torch.randn(4, 3, 8, 8),
                 "path": torch.randn(4, 2, 3, 8, 8), "t_list": torch.tensor([80.0, 0.0])}, str(tmp_path / "kd.pt"))
+    idx = tmp_path / "fmnist"
+    idx.mkdir()
+    write_idx(np.zeros((4, 28, 28), np.uint8), str(idx / "train-images-idx3-ubyte"))
+    write_idx(np.arange(4, dtype=np.uint8), str(idx / "train-labels-idx1-ubyte"))
     cases = [
         (ImageLoader, dict(dataset_path=str(folder), batch_size=2, label_dim=4)),
+        (FashionMNISTLoader, dict(root=str(idx), batch_size=2, resolution=8, resize_type="resize")),
         (GaussianMixtureLoader, dict(batch_size=2, use_labels=True)),
         (TeacherPairLoader, dict(path=str(tmp_path / "kd.pt"), batch_size=2)),
     ]
     for cls, kwargs in cases:
         real = next(iter(cls(**kwargs)))
-        fake = cls.smoke_batch({**kwargs, "input_shape": [3, 8, 8]}, 2)
+        shape = [1, 8, 8] if cls is FashionMNISTLoader else [3, 8, 8]
+        fake = cls.smoke_batch({**kwargs, "input_shape": shape}, 2)
         assert sorted(fake) == sorted(real), cls
         for key, value in real.items():
             assert fake[key].dtype == value.dtype and fake[key].shape == value.shape, (cls, key)
