@@ -211,3 +211,14 @@ def test_every_family_has_a_fast_smoke_run():
     families = {p.split("experiments/", 1)[1].split("/")[0] for p in EXPERIMENT_FILES}
     covered = {r.split("/")[0] for r in FAMILY_REPRESENTATIVES if any(p.endswith(r) for p in EXPERIMENT_FILES)}
     assert families <= covered, f"families without a fast smoke run: {sorted(families - covered)}"
+
+
+def test_smoke_with_dryrun_prints_the_tiny_config_and_trains_nothing(smoke_env, capsys):
+    import yaml
+
+    code, out, _ = smoke_run(REPO / "fastgen/configs/experiments/Toy/config_sft.py", capsys, "--dryrun")
+    assert code == 0
+    printed = yaml.safe_load("\n".join(line for line in out.splitlines() if not line.startswith("smoke: ")))
+    assert printed["trainer"]["max_iter"] == 2 and printed["model"]["net"]["hidden_dim"] == 16
+    assert printed["dataloader_train"]["_target_"] == "fastgen.smoke.SmokeLoader"
+    assert not list(smoke_env.rglob("*.pth")) and not list(smoke_env.rglob("config.yaml"))
