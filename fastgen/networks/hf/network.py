@@ -269,12 +269,14 @@ class HFNetwork(FastGenNetwork):
     # -- teacher sampling with the scheduler the model ships with --
     @torch.no_grad()
     def sample(self, noise, condition=None, neg_condition=None, guidance_scale=None, num_steps=50, t_list=None,
-               **net_kwargs):
+               sampler_type=None, **net_kwargs):
         """Deterministic sampling on the shipped scheduler's grid (DDIM / Euler in our schedule; both are the same
         update x' = alpha(t') x0 + sigma(t') eps), classifier-free guidance when guidance_scale is given.
 
         Starts from `noise` unscaled, as the diffusers pipelines do. condition / neg_condition may be prompts
-        (encoded here) or embedding mappings; a missing neg_condition is the empty prompt.
+        (encoded here) or embedding mappings; a missing neg_condition is the empty prompt. An explicit t_list (ending
+        in 0, the clean sample) replaces the scheduler's grid. `sampler_type` (the EDM-family choice euler / heun)
+        does not apply: the shipped scheduler's first-order update is used.
         """
         condition, neg_condition = self._sampling_conditions(noise, condition, neg_condition, guidance_scale)
         if t_list is None:
