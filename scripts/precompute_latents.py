@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="experiment config whose model.net encodes")
     parser.add_argument("--input", required=True, nargs="+", help='"WDS:<folder or s3://bucket/prefix>" datatags')
-    parser.add_argument("--output", required=True, help="local folder for the output shards")
+    parser.add_argument("--output", required=True, help="folder or s3://bucket/prefix for the output shards")
     parser.add_argument("--img_size", type=int, nargs="+", default=[512], help="side, or W H")
     parser.add_argument("--image_key", default="jpg")
     parser.add_argument("--caption_key", default="txt")

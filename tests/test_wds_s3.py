@@ -76,3 +76,31 @@ def test_wrong_credentials_one_line_naming_endpoint(uploaded, monkeypatch):
         loader(f"WDS:{remote}")
     message = str(info.value)
     assert "\n" not in message and s3.endpoint_url() in message and SECRET not in message
+
+
+def test_precompute_writes_shards_to_s3_and_skips_finished(uploaded, tmp_path):
+    """Latent shards go to an s3:// prefix (one object per shard); a rerun finds them and encodes nothing."""
+    from fastgen.datasets.wds.loaders import WDSLoader
+    from fastgen.datasets.wds.precompute import precompute
+    from fastgen.datasets.wds.shards import list_shards
+
+    class MeanEncoder:  # the two-method encoder interface precompute documents: per-channel means, prompt lengths
+        def encode_images(self, images, sample=False):
+            return images.mean(dim=(2, 3), keepdim=True)
+
+        def encode_text(self, prompts):
+            return {"length": torch.tensor([[float(len(p))] for p in prompts])}
+
+    _, remote = uploaded
+    shards = list_shards([f"WDS:{remote}"], credential_file=None)
+    out = remote.replace("/data", "/latents")
+    first = precompute(MeanEncoder(), shards, out, img_size=8, image_key="png", show_progress=False)
+    again = precompute(MeanEncoder(), shards, out, img_size=8, image_key="png", show_progress=False)
+    assert first["shards_done"] == 3 and first["written"] == 24 and again["shards_skipped"] == 3
+    loader = WDSLoader([f"WDS:{out}"], batch_size=4, key_map={"real": "latent.pth", "condition": "txt_emb.pth",
+                                                              "caption": "txt"}, num_workers=0, rank=0,
+                       world_size=1, credential_file=None)
+    batch = next(iter(loader))
+    for k, name in enumerate(batch["fname"]):  # image_shards: constant grey level id % 251
+        assert torch.allclose(batch["real"][k], torch.full((3, 1, 1), (int(name) % 251) / 127.5 - 1), atol=1e-5)
+        assert batch["condition"]["length"][k].item() == len(batch["caption"][k])

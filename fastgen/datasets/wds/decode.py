@@ -70,6 +70,14 @@ def decode_image(data: bytes, img_size) -> torch.Tensor:
     return to_unit_range(resize_center_crop(chw, height, width))[0]
 
 
+def pick_frames(total: int, sequence_length: int, decoder_type: str, rng: np.random.Generator) -> list[int]:
+    """Frame indices: "full" spreads them evenly over the clip, "segment" takes a random window."""
+    if decoder_type == "full":
+        return [int(i) for i in np.linspace(0, total - 1, sequence_length).round()]
+    first = int(rng.integers(0, total - sequence_length + 1))
+    return list(range(first, first + sequence_length))
+
+
 def decode_video(data: bytes, img_size, sequence_length: int, decoder_type: str = "segment",
                  generator: np.random.Generator | None = None) -> torch.Tensor:
     """Decode `sequence_length` frames of an encoded clip -> float32 (C, T, H, W) in [-1, 1]."""
@@ -77,22 +85,30 @@ def decode_video(data: bytes, img_size, sequence_length: int, decoder_type: str 
 
     if decoder_type not in ("segment", "full"):
         raise ValueError(f"decoder_type must be 'segment' or 'full', got {decoder_type!r}")
+    rng = generator if generator is not None else np.random.default_rng()
     try:
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            total = int(stream.frames or 0)  # from the header; 0 when the container does not say
+            if total >= sequence_length:  # only the picked frames are kept in memory (long clips stay cheap)
+                picks = pick_frames(total, sequence_length, decoder_type, rng)
+                kept, wanted = {}, set(picks)
+                for index, frame in enumerate(container.decode(stream)):
+                    if index in wanted:
+                        kept[index] = frame.to_ndarray(format="rgb24")
+                    if index >= picks[-1]:
+                        break
+                frames = [kept[i] for i in picks if i in kept]
+            else:
+                frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+                if len(frames) >= sequence_length:
+                    frames = [frames[i] for i in pick_frames(len(frames), sequence_length, decoder_type, rng)]
     except Exception as error:
         raise DecodeError(f"video does not decode ({type(error).__name__})") from None
     if len(frames) < sequence_length:
-        raise DecodeError(f"video has {len(frames)} frames, fewer than sequence_length={sequence_length}")
-    if decoder_type == "full":
-        picks = np.linspace(0, len(frames) - 1, sequence_length).round().astype(int)
-    else:
-        rng = generator if generator is not None else np.random.default_rng()
-        first = int(rng.integers(0, len(frames) - sequence_length + 1))
-        picks = np.arange(first, first + sequence_length)
-    clip = torch.from_numpy(np.stack([frames[i] for i in picks])).permute(0, 3, 1, 2)  # T C h w
+        raise DecodeError(f"video has fewer than sequence_length={sequence_length} decodable frames")
+    clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # T C h w
     height, width = size_hw(img_size)
     return to_unit_range(resize_center_crop(clip, height, width)).permute(1, 0, 2, 3).contiguous()
 

@@ -24,6 +24,8 @@ from loguru import logger
 from fastgen.datasets.wds.decode import DecodeError, decode_image, decode_text
 from fastgen.datasets.wds.shards import open_shard
 from fastgen.datasets.wds.stream import iter_shard
+from fastgen.utils.env import output_root
+from fastgen.utils.s3 import S3Client, is_s3_url
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -93,15 +95,28 @@ def precompute_shard(net, shard_url: str, out_path: str, *, img_size, image_key:
 
 def precompute(net, shards: list[str], out_dir: str, *, rank: int = 0, world_size: int = 1, show_progress=True,
                **kwargs) -> dict:
-    """This rank's shards (i % world_size == rank) -> `out_dir`; finished outputs are skipped. Returns counts."""
+    """This rank's shards (i % world_size == rank) -> `out_dir` (a folder or an s3:// prefix: each shard is written
+    locally, uploaded as one object, then removed); finished outputs are skipped. Returns counts."""
     from tqdm import tqdm
 
+    remote = is_s3_url(out_dir)
+    client = S3Client() if remote else None
+    staging = os.path.join(output_root(), ".cache", "precompute", str(rank)) if remote else out_dir
+
+    def finished(shard: str) -> bool:
+        name = os.path.basename(shard)
+        return client.exists(f"{out_dir.rstrip('/')}/{name}") if remote else os.path.isfile(output_path(out_dir, shard))
+
     mine = [s for i, s in enumerate(shards) if i % world_size == rank]
-    todo = [s for s in mine if not os.path.isfile(output_path(out_dir, s))]
+    todo = [s for s in mine if not finished(s)]
     totals = {"shards_done": 0, "shards_skipped": len(mine) - len(todo), "written": 0, "skipped": 0}
     with tqdm(total=None, unit="sample", desc=f"rank {rank}: {len(todo)} shards", disable=not show_progress) as bar:
         for shard in todo:
-            counts = precompute_shard(net, shard, output_path(out_dir, shard), progress=bar, **kwargs)
+            local = output_path(staging, shard)
+            counts = precompute_shard(net, shard, local, progress=bar, **kwargs)
+            if remote:  # one PUT: the object appears complete or not at all
+                client.upload_file(local, f"{out_dir.rstrip('/')}/{os.path.basename(shard)}")
+                os.remove(local)
             totals["shards_done"] += 1
             totals["written"] += counts["written"]
             totals["skipped"] += counts["skipped"]
