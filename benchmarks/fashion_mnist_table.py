@@ -181,24 +181,15 @@ def model_iterations(config) -> int:
 def machine_info() -> dict:
     import torch
 
+    from fastgen.demo.pipeline import cpu_model
+
     try:
         load = os.getloadavg()[0]
     except OSError:
         load = float("nan")
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "platform": platform.platform(),
-            "processor": _cpu_model(), "torch": torch.__version__, "load_average_end": load}
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+            "processor": cpu_model(), "torch": torch.__version__, "load_average_end": load}
 
 
 def render(result: dict, note: str = "") -> str:
