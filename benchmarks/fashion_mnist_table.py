@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -166,7 +167,7 @@ def run_table(args) -> dict:
             "settings": {"minutes": args.minutes, "max_iters": args.max_iters, "num_fid_samples": args.num_fid_samples,
                          "seeds": args.seeds, "eval_seed": args.eval_seed, "t_lists": {str(k): v for k, v in
                                                                                          T_LISTS.items()}},
-            "machine": machine_info(), "command": "python benchmarks/fashion_mnist_table.py " + " ".join(sys.argv[1:]),
+            "machine": machine_info(), "command": "python benchmarks/fashion_mnist_table.py " + shlex.join(sys.argv[1:]),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
