@@ -49,9 +49,10 @@ def describe_mismatch(result: Any) -> str:
     return f"missing keys {list(result.missing_keys)[:4]}, unexpected keys {list(result.unexpected_keys)[:4]}"
 
 
-def build_student(config: Any, state: dict, ckpt_path: str = "") -> nn.Module:
+def build_student(config: Any, state: dict | None, ckpt_path: str = "") -> nn.Module:
     """`config.model.net` with the student weights `state` (a LoRAView over its base when model.lora is set),
-    in eval mode, frozen. Encoders of diffusers-backed networks are built too (they are needed to sample)."""
+    in eval mode, frozen. Encoders of diffusers-backed networks are built too (they are needed to sample).
+    `state` None keeps the weights the network loads itself (a diffusers model_id with load_pretrained)."""
     from fastgen.methods.lora import add_adapter
     from fastgen.methods.model import load_weights_into
     from fastgen.utils import instantiate
@@ -61,6 +62,10 @@ def build_student(config: Any, state: dict, ckpt_path: str = "") -> nn.Module:
     if hasattr(net, "init_preprocessors"):
         net.init_preprocessors()
     lora = getattr(model_cfg, "lora", None)
+    if state is None:
+        if lora is not None:
+            raise StudentLoadError("model.lora is set: pass the checkpoint that holds the student's adapters")
+        return net.eval().requires_grad_(False)
     if lora is not None:
         base_path = model_cfg.pretrained_student_net_path or model_cfg.pretrained_model_path
         if base_path:
