@@ -203,3 +203,55 @@ def test_lora_bad_settings_fail_with_one_clear_error(tmp_path):
     config = dmd2_config(base_path, rank=0)
     with pytest.raises(ValueError, match="rank must be >= 1"):
         DMD2Model(config.model)
+    from fastgen.configs.methods import config_cm
+    from fastgen.methods import CMModel  # consistency methods are not checked on LoRA views: refused clearly
+
+    config = config_cm.create_config()
+    config.model.lora = LoRAConfig(rank=2)
+    with pytest.raises(ValueError, match="model.lora is not supported by CMModel yet"):
+        CMModel(config.model)
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_lora_dmd2_and_sft_steps_on_diffusers_families(family, tmp_path, one_thread):
+    """LoRA (default targets: the attention projections) on tiny SDXL / Flux: a DMD2 critic + generator step and an
+    SFT step change only adapter tensors; the teacher stays the bare base. (SD1.5: tests/test_export.py.)"""
+    from fastgen.configs import net as net_configs
+    from fastgen.configs.methods import config_dmd2 as dmd2_method
+    from fastgen.configs.methods import config_sft as sft_method
+    from fastgen.networks.hf.tiny import tiny_components
+
+    for method, cls in ((dmd2_method, DMD2Model), (sft_method, SFTModel)):
+        config = method.create_config()
+        config.model.net = {"sdxl": net_configs.SDXLConfig, "flux": net_configs.FluxConfig}[family]
+        config.model.net.load_pretrained, config.model.net.component_configs = False, tiny_components(family)
+        config.model.device, config.model.discriminator = "cpu", None
+        if cls is DMD2Model:
+            config.model.gan_loss_weight_gen, config.model.student_update_freq = 0.0, 2
+            config.model.fake_score_optimizer.lr = 1e-2
+        config.model.net_optimizer.lr = 1e-2
+        config.model.sample_t_cfg.time_dist_type = "uniform"
+        config.model.sample_t_cfg.min_t, config.model.sample_t_cfg.max_t = 0.02, 0.98
+        config.model.lora = LoRAConfig(rank=2)
+        model = build(cls, config)
+        adapted = {name.rsplit(".", 1)[-1] for name, m in model.lora_base.named_modules() if hasattr(m, "lora_A")}
+        assert adapted >= {"to_q", "to_k", "to_v"}
+        condition = model.net.encode_text(["a red cat", "two dogs"])
+        data = {"real": torch.randn(2, 4, 8, 8), "condition": condition,
+                "neg_condition": model.net.encode_text(["", ""])}
+        before = {k: v.clone() for k, v in base_state_dict(model.lora_base).items()}
+        net_before = {k: v.clone() for k, v in model.net.state_dict().items()}
+        for it in (1, 2):
+            model.optimizers_zero_grad(it)
+            model.single_train_step(data, it)[0]["total_loss"].backward()
+            model.optimizers_schedulers_step(it)
+        after = base_state_dict(model.lora_base)
+        assert all(torch.equal(before[k], after[k]) for k in before), (family, cls.__name__)
+        assert any(not torch.equal(net_before[k], v) for k, v in model.net.state_dict().items() if "lora_B" in k)
+        x, t = torch.randn(2, 4, 8, 8), torch.full((2,), 0.5, dtype=torch.float64)
+        with torch.no_grad():  # the teacher view is the base with adapters off: equal to a fresh adapter-free net
+            fresh = instantiate(config.model.net)
+            fresh.load_state_dict(after)
+            assert torch.equal(model.teacher(x, t, condition=condition) if model.teacher is not None else
+                               fresh(x, t, condition=condition), fresh(x, t, condition=condition))
+            assert (model.net(x, t, condition=condition) - fresh(x, t, condition=condition)).abs().max() > 1e-6

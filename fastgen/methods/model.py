@@ -142,6 +142,7 @@ class FastGenModel(nn.Module):
 
     needs_teacher: bool = False
     extra_checkpointed: tuple[str, ...] = ()
+    supports_lora: bool = False  # methods checked to work on LoRA views (model.lora); others refuse it clearly
 
     def __init__(self, config: Any):
         super().__init__()
@@ -220,6 +221,9 @@ class FastGenModel(nn.Module):
         architecture (config.teacher None), else its own network as without LoRA."""
         from fastgen.methods.lora import TEACHER, LoRAView, add_adapter, copy_adapter
 
+        if not self.supports_lora:
+            raise ValueError(f"model.lora is not supported by {type(self).__name__} yet (supported: SFT, KD and the "
+                             "distribution-matching methods DMD2, f-distill, SiD, LADD); remove model.lora")
         config = self.config
         shares_teacher = self.needs_teacher and config.teacher is None
         if shares_teacher and config.pretrained_student_net_path:
