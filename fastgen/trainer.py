@@ -287,6 +287,8 @@ class Trainer:
         data = move_batch(data, model.device, model.precision)
         if self.augment_pipe is not None:
             data = self.augment_pipe(data)
+        if callable(getattr(model, "encode_batch", None)):  # raw images / prompts -> latents / embeddings
+            data = model.encode_batch(data)
         return data
 
     def train_step(self, model: Any, data_iter: Iterator, iteration: int) -> tuple[dict, dict, dict]:

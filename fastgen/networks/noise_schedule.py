@@ -460,7 +460,8 @@ class AlphasNoiseSchedule(BaseNoiseSchedule):
     t_unit = 1.0
 
     def __init__(self, alphas_cumprod, min_t=0.0, max_t=None, **kw):
-        table = torch.as_tensor(alphas_cumprod, dtype=torch.float64).clamp(2.0**-24, 1.0)
+        # on the CPU explicitly: a network built under `torch.device("meta")` (fsdp_meta_init) still needs the table
+        table = torch.as_tensor(alphas_cumprod, dtype=torch.float64, device="cpu").clamp(2.0**-24, 1.0)
         if table.ndim != 1 or len(table) < 2 or (table[1:] > table[:-1]).any():
             raise ValueError("alphas_cumprod must be a 1-D non-increasing table with at least 2 entries")
         self.alphas_cumprod = table
@@ -495,7 +496,7 @@ class AlphasNoiseSchedule(BaseNoiseSchedule):
 
 def scaled_linear_alphas_cumprod(beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000) -> torch.Tensor:
     """Stable Diffusion's betas: linear in sqrt(beta) from beta_start to beta_end; alpha-bar = cumprod(1 - beta)."""
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64, device="cpu") ** 2
     return torch.cumprod(1.0 - betas, dim=0)
 
 

@@ -2,7 +2,8 @@
 
 An adapter is stateless; its methods take the HFNetwork (`net`). Adding a family = one adapter subclass plus a
 three-line HFNetwork subclass (families.py). Packing helpers (Flux / Qwen-Image 2x2 latent packing, image ids, time
-ids) are the pipelines' own static methods, called, not copied.
+ids) are the pipelines' own static methods, called, not copied. Tokenizers load by the concrete class the model
+ships (AutoTokenizer would need a config.json the tokenizer folders lack, which fails offline).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class FamilyAdapter:
 
     def fsdp_units(self, denoiser) -> list[nn.Module]:
         return self.feature_blocks(denoiser)
+
+    def rebuild_plain_tensors(self, denoiser) -> None:
+        """After a meta-device build: re-create the submodules that keep tensors as plain attributes (not
+        parameters or buffers: FSDP's broadcast and to_empty never reach them), on the CPU. Default: none."""
 
     # -- sampling --
     def sampling_t_list(self, net, num_steps, noise):
@@ -332,6 +337,12 @@ class QwenImageAdapter(_PackedFlowAdapter):
 
     def _feature_block_lists(self, denoiser):
         return list(denoiser.transformer_blocks)
+
+    def rebuild_plain_tensors(self, denoiser) -> None:
+        """The rotary tables of QwenEmbedRope are plain tensors computed in its constructor."""
+        rope = denoiser.pos_embed
+        with torch.device("cpu"):
+            denoiser.pos_embed = type(rope)(theta=rope.theta, axes_dim=rope.axes_dim, scale_rope=rope.scale_rope)
 
     def guided_x0(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
         """The pipeline's true CFG on the velocity, rescaled per token to the conditional prediction's norm."""

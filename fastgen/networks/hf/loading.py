@@ -57,6 +57,33 @@ def load_component(cls_path: str, model_id: str, subfolder: str | None = None, *
         raise ModelNotFoundError(missing_model_message(model_id, subfolder)) from err
 
 
+def _load_config(cls, model_id: str, subfolder: str | None):
+    """A component's config only (no weights), under the same cache / LOCAL_FILES_ONLY rules as the weights."""
+    is_diffusers = hasattr(cls, "load_config")
+    loader = cls.load_config if is_diffusers else cls.config_class.from_pretrained
+    if os.path.isdir(model_id):
+        return loader(os.path.join(model_id, subfolder) if subfolder else model_id)
+    try:
+        return loader(model_id, subfolder=subfolder or "", cache_dir=hub_cache_dir(),
+                      local_files_only=local_files_only())
+    except (OSError, ValueError) as err:
+        raise ModelNotFoundError(missing_model_message(model_id, subfolder)) from err
+
+
+def load_config(cls_path: str, model_id: str, subfolder: str | None = None) -> dict:
+    """The config dict of one component (diffusers or transformers) by hub id or local folder."""
+    config = _load_config(resolve_class(cls_path), model_id, subfolder)
+    return dict(config) if isinstance(config, dict) else config.to_dict()
+
+
+def load_architecture(cls_path: str, model_id: str, subfolder: str | None = None):
+    """The component built from its config with fresh (random, or meta-device) weights: no weight file is read.
+    Under `torch.device("meta")` this allocates nothing (ranks > 0 of fsdp_meta_init)."""
+    cls = resolve_class(cls_path)
+    config = _load_config(cls, model_id, subfolder)
+    return cls.from_config(config) if hasattr(cls, "from_config") else cls(config)
+
+
 def build_component(cls_path: str, config: dict):
     """A component with random weights from a config dict (no hub access): diffusers models and schedulers take
     `from_config`, transformers models a `*Config` object, tokenizers are built by the caller."""

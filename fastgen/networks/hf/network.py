@@ -12,13 +12,12 @@ not cast by `net.to(dtype)`, and can stay on CPU (`encoders_device="cpu"`) while
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
-from fastgen.networks.hf.loading import build_component, load_component
+from fastgen.networks.hf.loading import build_component, load_architecture, load_component, load_config
 from fastgen.networks.network import FastGenNetwork
 
 
@@ -28,10 +27,13 @@ class FrozenEncoders(dict):
     def __deepcopy__(self, memo):
         return self
 
+    device = torch.device("cpu")  # where the modules are (they are built on the CPU)
+
     def to(self, device) -> FrozenEncoders:
         for comp in self.values():
             if isinstance(comp, nn.Module):
                 comp.to(device)
+        self.device = torch.device(device)
         return self
 
 
@@ -102,6 +104,9 @@ class HFNetwork(FastGenNetwork):
         self.encoders_device = encoders_device
         self.options = {**adapter.extra_kwargs, **family_kwargs}
         self.denoiser = self._build(adapter.denoiser_name)
+        if self._is_in_meta_context():
+            adapter.rebuild_plain_tensors(self.denoiser)
+            _check_no_plain_meta_tensors(self.denoiser)
         self.scheduler_config = self._scheduler_config()
         self.logvar_linear = nn.Linear(adapter.logvar_features, 1) if enable_logvar_linear else None
         if self.logvar_linear is not None:
@@ -118,22 +123,18 @@ class HFNetwork(FastGenNetwork):
     def _build(self, name: str):
         """One component: from component_configs, from its config under the meta device, or from_pretrained."""
         cls_path, subfolder = self._class_of(name)
-        if name.startswith("tokenizer"):
-            if name in self.component_configs or not self.load_pretrained:
+        if name.startswith("tokenizer"):  # a tokenizer "config" is the spec of tiny.build_tokenizer
+            if name in self.component_configs:
                 from fastgen.networks.hf.tiny import build_tokenizer
 
-                return build_tokenizer(**self.component_configs.get(name, {}))
+                return build_tokenizer(**self.component_configs[name])
             return load_component(cls_path, self.model_id, subfolder)
         if name in self.component_configs:
             return build_component(cls_path, self.component_configs[name])
         if not self.load_pretrained or self._is_in_meta_context():
-            # meta init (ranks > 0 of fsdp_meta_init): the architecture only; rank 0 loads and broadcasts weights
-            from fastgen.networks.hf.loading import resolve_class
-
-            cls = resolve_class(cls_path)
-            config = load_component(cls_path, self.model_id, subfolder) if not hasattr(cls, "load_config") \
-                else _load_config(cls, self.model_id, subfolder)
-            return cls.from_config(config) if hasattr(cls, "from_config") else config
+            # the architecture only: random weights, or none at all under the meta device (ranks > 0 of
+            # fsdp_meta_init; rank 0 loads and FSDP2 broadcasts its weights)
+            return load_architecture(cls_path, self.model_id, subfolder)
         return load_component(cls_path, self.model_id, subfolder)
 
     def _scheduler_config(self) -> dict:
@@ -142,9 +143,7 @@ class HFNetwork(FastGenNetwork):
         if not self.load_pretrained:
             return dict(self.adapter.default_scheduler_config)
         cls_path, subfolder = self._class_of("scheduler")
-        from fastgen.networks.hf.loading import resolve_class
-
-        return dict(_load_config(resolve_class(cls_path), self.model_id, subfolder))
+        return load_config(cls_path, self.model_id, subfolder)
 
     def init_preprocessors(self) -> None:
         """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent."""
@@ -153,10 +152,10 @@ class HFNetwork(FastGenNetwork):
                 continue
             comp = self._build(name)
             if isinstance(comp, nn.Module):
-                comp.eval().requires_grad_(False)
-                if self.encoders_device is not None:
-                    comp.to(self.encoders_device)
+                comp.eval().requires_grad_(False).to(self.encoders.device)
             self.encoders[name] = comp
+        if self.encoders_device is not None:
+            self.encoders.to(self.encoders_device)
 
     @property
     def has_preprocessors(self) -> bool:
@@ -168,8 +167,13 @@ class HFNetwork(FastGenNetwork):
                                "or call net.init_preprocessors()")
 
     # -- encoders (no_grad, on encoders_device; outputs on `device`) --
-    def _enc_device(self, device):
-        return torch.device(self.encoders_device) if self.encoders_device is not None else device
+    def _enc_device(self, device) -> torch.device:
+        """Where the encoders run: `encoders_device`, else beside the inputs. They are not submodules (net.to()
+        does not move them), so they are moved here, once per change of device."""
+        target = torch.device(self.encoders_device if self.encoders_device is not None else device)
+        if self.encoders.device != target:
+            self.encoders.to(target)
+        return target
 
     def pipeline(self, with_denoiser: bool = False):
         """The family's diffusers pipeline over our components (the denoiser only when asked): the library's own
@@ -207,7 +211,11 @@ class HFNetwork(FastGenNetwork):
         """Encode on the fly what the batch gives raw: pixel `real` -> latents (raw kept as `real_raw`), list[str]
         `condition` / `neg_condition` -> embeddings (raw kept as `*_raw`); a missing neg_condition becomes the
         empty prompt's embeddings (CFG's negative). Latents and embeddings already in the batch pass unchanged."""
+        raw_text = [k for k in ("condition", "neg_condition") if _is_text(data.get(k))]
         if not self.has_preprocessors:
+            if raw_text:
+                raise ValueError(f"the batch's {raw_text[0]} holds prompts but {type(self).__name__} has no text "
+                                 "encoders: set model.enable_preprocessors=True or load precomputed embeddings")
             return data
         data = dict(data)
         real = data.get("real")
@@ -216,11 +224,9 @@ class HFNetwork(FastGenNetwork):
             data["real_raw"] = real
             data["real"] = self.encode_images(real).to(real.dtype)
         device = real.device if isinstance(real, torch.Tensor) else None
-        for key in ("condition", "neg_condition"):
-            value = data.get(key)
-            if isinstance(value, str) or (isinstance(value, (list, tuple)) and value and isinstance(value[0], str)):
-                data[f"{key}_raw"] = value
-                data[key] = self.encode_text(value, device=device)
+        for key in raw_text:
+            data[f"{key}_raw"] = data[key]
+            data[key] = self.encode_text(data[key], device=device)
         if "neg_condition" not in data and isinstance(data.get("condition"), dict):
             batch = len(data["condition_raw"]) if "condition_raw" in data else _batch_of(data["condition"])
             data["neg_condition"] = self.adapter.negative_condition(self, batch, device)
@@ -315,24 +321,25 @@ class HFNetwork(FastGenNetwork):
         return {"load_pretrained": False, "component_configs": tiny_components(cls.adapter.family)}
 
 
-def _load_config(cls, model_id: str, subfolder: str | None) -> dict:
-    """A component's config only (no weights), with the same cache / LOCAL_FILES_ONLY rules as the weights."""
-    from fastgen.networks.hf.loading import ModelNotFoundError, hub_cache_dir, local_files_only, missing_model_message
-
-    if os.path.isdir(model_id):
-        return cls.load_config(os.path.join(model_id, subfolder) if subfolder else model_id)
-    try:
-        return cls.load_config(model_id, subfolder=subfolder, cache_dir=hub_cache_dir(),
-                               local_files_only=local_files_only())
-    except (OSError, ValueError) as err:
-        raise ModelNotFoundError(missing_model_message(model_id, subfolder)) from err
-
-
 def _fourier(t: torch.Tensor, n: int) -> torch.Tensor:
     """[B] -> [B, n] sinusoidal features of t (t in [0, 1]), for the logvar head."""
     freqs = torch.exp(torch.linspace(0, 6, n // 2, dtype=torch.float64, device=t.device))
     ang = t.to(torch.float64)[:, None] * freqs[None]
     return torch.cat([ang.cos(), ang.sin()], dim=1)
+
+
+def _check_no_plain_meta_tensors(module: nn.Module) -> None:
+    """Tensors kept as plain attributes stay on the meta device for good (to_empty and FSDP's broadcast only see
+    parameters and buffers): refuse them, so a diffusers change that adds one fails here, not in a forward."""
+    bad = [f"{name}.{key}" for name, sub in module.named_modules() for key, value in vars(sub).items()
+           if isinstance(value, torch.Tensor) and value.is_meta]
+    if bad:
+        raise RuntimeError(f"meta-device build left plain tensor attributes on the meta device: {bad[:4]}; "
+                           "teach the family adapter's rebuild_plain_tensors() to re-create them")
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], str))
 
 
 def _batch_of(condition: dict) -> int:

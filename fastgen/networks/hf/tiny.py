@@ -1,37 +1,59 @@
 """Tiny random component configs for every diffusers-backed family (tests and `train.py --smoke` use them).
 
 Each entry maps a component name to the config dict its class builds from (`component_configs` of HFNetwork);
-tokenizers map to a small spec for `build_tokenizer` (an in-memory character-level WordPiece tokenizer, so nothing
-downloads). Everything builds in milliseconds on a CPU. Latents are 4 channels at 8x8 (VAE factor 2: 16x16 images).
+tokenizers map to a small spec for `build_tokenizer` (an in-memory character-level tokenizer of the family's
+class, so nothing downloads). Everything builds in milliseconds on a CPU. Latents are 4 channels at 8x8 (VAE factor 2: 16x16 images).
 """
 
 from __future__ import annotations
 
 import copy
 
-_CHARS = [chr(c) for c in range(33, 127)]
+
+def _byte_chars() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE vocabularies use for bytes (GPT-2 / CLIP / Qwen convention)."""
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
 
 
-def build_tokenizer(model_max_length: int = 16, pad_token: str = "[PAD]", padding_side: str = "right"):
-    """A character-level WordPiece tokenizer (every printable string tokenizes without [UNK]) as a transformers
-    PreTrainedTokenizerFast: the interface the pipelines call (padding, truncation, max_length)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
-    vocab = {tok: i for i, tok in enumerate(specials + _CHARS + ["##" + c for c in _CHARS])}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=200))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=pad_token, unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]",
-        model_max_length=model_max_length, padding_side=padding_side,
-    )
+_BYTES = _byte_chars()
 
 
-TOKENIZER_VOCAB_SIZE = 4 + 2 * len(_CHARS)
+def build_tokenizer(kind: str = "clip", model_max_length: int = 16):
+    """A tiny in-memory tokenizer of the class the family ships (so saving and reloading it by that class gives the
+    same tokenizer): character-level vocabularies without merges, built without any file or download.
+
+    kind: "clip" (CLIPTokenizer, words end in </w>), "t5" (T5 unigram pieces), "qwen2" (byte-level BPE).
+    """
+    from transformers import CLIPTokenizer, Qwen2Tokenizer, T5Tokenizer
+
+    if kind == "clip":
+        pieces = ["<|startoftext|>", "<|endoftext|>", *_BYTES, *(c + "</w>" for c in _BYTES)]
+        tok = CLIPTokenizer(vocab={p: i for i, p in enumerate(pieces)}, merges=[])
+    elif kind == "t5":
+        pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
+        pieces += [(c, -2.0) for c in _BYTES[:200]] + [("\u2581" + c, -1.5) for c in _BYTES[:200]]
+        tok = T5Tokenizer(vocab=pieces, extra_ids=0)
+    elif kind == "qwen2":
+        pieces = [*_BYTES, "<|endoftext|>"]
+        tok = Qwen2Tokenizer(vocab={p: i for i, p in enumerate(pieces)}, merges=[])
+    else:
+        raise ValueError(f"tokenizer kind must be clip, t5 or qwen2; got {kind!r}")
+    tok.model_max_length = int(model_max_length)
+    return tok
+
+
+TOKENIZER_VOCAB_SIZE = 2 + 2 * len(_BYTES)  # the largest of the three vocabularies (clip: 514)
 _CLIP_TEXT = dict(
     hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, vocab_size=TOKENIZER_VOCAB_SIZE,
-    max_position_embeddings=16, projection_dim=32, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+    max_position_embeddings=16, projection_dim=32, pad_token_id=1, bos_token_id=0, eos_token_id=1,
 )
 _VAE = dict(
     in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[8, 16], layers_per_block=1,
@@ -52,7 +74,7 @@ SD15 = {
     "unet": _UNET,
     "vae": _VAE,
     "text_encoder": _CLIP_TEXT,
-    "tokenizer": {"model_max_length": 16},
+    "tokenizer": {"kind": "clip", "model_max_length": 16},
     "scheduler": _SD_SCHEDULER,
 }
 
@@ -64,8 +86,8 @@ SDXL = {
     "vae": dict(_VAE, scaling_factor=0.13025),
     "text_encoder": _CLIP_TEXT,
     "text_encoder_2": _CLIP_TEXT,
-    "tokenizer": {"model_max_length": 16},
-    "tokenizer_2": {"model_max_length": 16},
+    "tokenizer": {"kind": "clip", "model_max_length": 16},
+    "tokenizer_2": {"kind": "clip", "model_max_length": 16},
     "scheduler": dict(_SD_SCHEDULER, interpolation_type="linear", use_karras_sigmas=False),
 }
 
@@ -84,10 +106,10 @@ FLUX = {
     "text_encoder": _CLIP_TEXT,
     "text_encoder_2": dict(
         d_model=32, d_ff=37, d_kv=16, num_layers=2, num_heads=2, vocab_size=TOKENIZER_VOCAB_SIZE,
-        relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=3,
+        relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1,
     ),
-    "tokenizer": {"model_max_length": 16},
-    "tokenizer_2": {"model_max_length": 16},
+    "tokenizer": {"kind": "clip", "model_max_length": 16},
+    "tokenizer_2": {"kind": "t5", "model_max_length": 512},
     "scheduler": _FLOW_SCHEDULER,
 }
 
@@ -108,9 +130,9 @@ QWEN_IMAGE = {
                 "rope_type": "default", "mrope_section": [2, 2, 4], "rope_theta": 10000.0},
         ),
         vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=32),
-        vocab_size=TOKENIZER_VOCAB_SIZE,
+        vocab_size=TOKENIZER_VOCAB_SIZE, bos_token_id=256, eos_token_id=256,
     ),
-    "tokenizer": {"model_max_length": 1024},
+    "tokenizer": {"kind": "qwen2", "model_max_length": 1024},
     "scheduler": dict(
         num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
         base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential",
