@@ -83,6 +83,23 @@ def test_exported_pipeline_reproduces_the_student(tmp_path, one_thread, steps, t
         assert ((decoded / 2 + 0.5).clamp(0, 1) - images).abs().max() <= 1e-3
 
 
+def test_exported_sft_student_samples_teacher_style_with_cfg(tmp_path, one_thread):
+    """An SFT student keeps the scheduler the model ships with (DDIM here) and the config's CFG and step count."""
+    config = tiny_config("sft", tmp_path)
+    config.model.student_sample_steps, config.model.guidance_scale = 3, 2.5
+    student = perturbed_student(config, seed=4).eval()
+    info = export_student(config, save_ckpt(tmp_path / "sft.pth", {"net": student.state_dict()}), str(tmp_path / "o"))
+    assert info["call_kwargs"] == {"num_inference_steps": 3, "guidance_scale": 2.5}
+    pipe = diffusers.DiffusionPipeline.from_pretrained(str(tmp_path / "o"))
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"
+    ref = pipeline_sample(pipe, 2, info["call_kwargs"])
+    embeds, neg = pipe.encode_prompt(PROMPTS, "cpu", 1, True)
+    noise = torch.randn((len(PROMPTS), 4, 8, 8), generator=torch.Generator().manual_seed(2))
+    ours = student.sample(noise, condition={"prompt_embeds": embeds}, neg_condition={"prompt_embeds": neg},
+                          guidance_scale=2.5, num_steps=3)
+    assert (ours - ref).abs().max() <= 1e-3
+
+
 def lora_dmd2_checkpoint(tmp_path, config):
     """Train the LoRA DMD2 student of the tiny SD1.5 for a critic then a generator step; return the checkpoint,
     checking on the way that only adapter tensors changed and only they were saved."""
