@@ -18,6 +18,7 @@ loudly if its layer attributes change.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,7 +89,9 @@ def add_adapter(base: nn.Module, lora_config: Any, name: str) -> LoRAView:
         base.requires_grad_(False)  # the first adapter: the base is frozen for good
     flags = {id(p): p.requires_grad for p in base.parameters()}
     try:
-        inject(peft_config, base, adapter_name=name)
+        with warnings.catch_warnings():  # several adapters in one model is the point here, not a mistake
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            inject(peft_config, base, adapter_name=name)
     except ValueError as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "is not supported" in text:  # e.g. a network's own Conv2d class (EDM) instead of torch.nn's
