@@ -4,7 +4,7 @@ sampling == QwenImagePipeline with true CFG (norm-rescaled), the video-style VAE
 import diffusers
 import pytest
 import torch
-from _hf_models import tiny_net
+from _hf_models import capture, tiny_net
 
 PROMPTS = ["a red cat", "two dogs"]
 
@@ -49,3 +49,25 @@ def test_qwen_vae_round_trip_uses_latent_normalisation(qwen):
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     assert torch.allclose(z, ((raw - mean) / std).squeeze(2), atol=1e-6)
     assert torch.allclose(qwen.decode_latents(z), vae.decode(raw).sample.squeeze(2), atol=1e-5)
+
+
+def test_qwen_features_equal_hooks_and_stop_early(qwen):
+    torch.manual_seed(6)
+    x, t = torch.randn(2, 4, 8, 8), torch.full((2,), 0.4, dtype=torch.float64)
+    cond = qwen.encode_text(PROMPTS)
+    blocks = list(qwen.denoiser.transformer_blocks)
+    with torch.no_grad():
+        (_, feats), ref = capture(blocks, lambda: qwen(x, t, cond, feature_indices=[1, 0]), lambda o: o[1])
+        early = qwen(x, t, cond, feature_indices={0}, return_features_early=True)
+    assert [tuple(f.shape) for f in feats] == [(2, 32, 4, 4)] * 2  # sorted indices, [B, inner_dim, H/2, W/2]
+    assert torch.equal(feats[0].flatten(2).transpose(1, 2), ref[0])
+    assert torch.equal(feats[1].flatten(2).transpose(1, 2), ref[1])
+    assert torch.equal(early[0], feats[0])
+
+
+def test_prompts_without_encoders_are_one_line_error():
+    net = tiny_net("qwen_image", enable_preprocessors=False)
+    with pytest.raises(ValueError, match="holds prompts but QwenImage has no text encoders"):
+        net.preprocess_batch({"real": torch.zeros(1, 4, 8, 8), "condition": ["a cat"]})
+    latents = {"real": torch.zeros(1, 4, 8, 8), "condition": {"prompt_embeds": torch.zeros(1, 3, 32)}}
+    assert net.preprocess_batch(latents) is latents

@@ -8,6 +8,7 @@ import torch
 from _hf_models import capture, tiny_net
 
 from fastgen.networks.hf import schedules
+from fastgen.networks.hf.tiny import tiny_components
 from fastgen.networks.noise_schedule import get_noise_schedule
 
 PROMPTS = ["a red cat", "two dogs"]
@@ -92,7 +93,13 @@ def test_features_equal_hooks_on_bare_unet(sd15):
     assert isinstance(early, list) and torch.equal(early[0], ref[1])
 
 
-def test_sampling_equals_sd_pipeline_with_cfg(sd15):
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_sampling_equals_sd_pipeline_with_cfg(sd15, prediction_type):
+    if prediction_type == "v_prediction":  # SD2.x 768-v: the scheduler config decides the native prediction type
+        comps = tiny_components("sd15")
+        comps["scheduler"]["prediction_type"] = prediction_type
+        sd15 = tiny_net("sd15", component_configs=comps)
+        assert sd15.net_pred_type == "v"
     enc = sd15.encoders
     pipe = diffusers.StableDiffusionPipeline(
         vae=enc["vae"], text_encoder=enc["text_encoder"], tokenizer=enc["tokenizer"], unet=sd15.denoiser,
@@ -163,5 +170,18 @@ def test_bad_latent_size_and_r_are_one_line_errors(sd15):
     cond = {"prompt_embeds": torch.zeros(1, 16, 32)}
     with pytest.raises(ValueError, match=r"divisible by 2.*image sizes must be divisible by 4"):
         sd15(torch.zeros(1, 4, 7, 8), torch.tensor([0.5]), cond)
+    with pytest.raises(ValueError, match=r"keys \['prompt_embeds'\].*got NoneType"):
+        sd15(torch.zeros(1, 4, 8, 8), torch.tensor([0.5]), None)
     with pytest.raises(ValueError, match="r_timestep"):
         sd15(torch.zeros(1, 4, 8, 8), torch.tensor([0.5]), cond, r=torch.tensor([0.1]))
+
+
+def test_logvar_head_is_added_zero_initialised_and_trains():
+    net = tiny_net("sd15", enable_preprocessors=False, enable_logvar_linear=True).train()
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([0.2, 0.6], dtype=torch.float64)
+    cond = {"prompt_embeds": torch.randn(2, 16, 32)}
+    out, logvar = net(x, t, cond, return_logvar=True)
+    assert logvar.shape == (2, 1) and torch.equal(logvar, torch.zeros(2, 1))
+    (out.square().mean() + logvar.sum()).backward()
+    assert net.logvar_linear.bias.grad.item() == 2.0  # d(sum logvar)/d bias over a batch of 2
+    assert torch.equal(out, net.denoiser(x, t * 1000, cond["prompt_embeds"]).sample)

@@ -24,8 +24,13 @@ class FamilyAdapter:
     components: dict[str, tuple[str, str]] = {}  # name -> (class dotted path, subfolder)
     encoder_names: tuple[str, ...] = ()
     extra_kwargs: dict = {}  # family constructor options and their defaults
+    condition_keys: tuple[str, ...] = ("prompt_embeds",)  # required keys of the condition mapping
     default_scheduler_config: dict = {}
     logvar_features = 128
+
+    def native_pred_type(self, scheduler_config: dict) -> str:
+        """What the denoiser predicts: the family's type (overridden where the scheduler config says)."""
+        return self.pred_type
 
     # -- shapes --
     def spatial_factor(self, net) -> int:
@@ -49,6 +54,12 @@ class FamilyAdapter:
         if x.ndim != 4 or x.shape[1] != c or x.shape[2] % f or x.shape[3] % f:
             raise ValueError(f"{type(net).__name__} takes latents [B, {c}, H, W] with H and W divisible by {f}; got "
                              f"{tuple(x.shape)} (image sizes must be divisible by {f * self.vae_scale_factor(net)})")
+
+    def check_condition(self, net, condition) -> None:
+        if not isinstance(condition, dict) or any(k not in condition for k in self.condition_keys):
+            got = sorted(condition) if isinstance(condition, dict) else type(condition).__name__
+            raise ValueError(f"{type(net).__name__} needs a condition mapping with keys {list(self.condition_keys)} "
+                             f"(text embeddings: net.encode_text(prompts)); got {got}")
 
     # -- model call --
     def model_timestep(self, net, t):
@@ -139,6 +150,14 @@ class SD15Adapter(FamilyAdapter):
                                     beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False,
                                     timestep_spacing="leading")
 
+    def native_pred_type(self, scheduler_config: dict) -> str:
+        """From the scheduler's prediction_type: eps for SD1.x / SDXL, v for SD2.x 768-v checkpoints."""
+        kind = scheduler_config.get("prediction_type", "epsilon")
+        types = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+        if kind not in types:
+            raise ValueError(f"unsupported scheduler prediction_type {kind!r}; expected one of {sorted(types)}")
+        return types[kind]
+
     def spatial_factor(self, net) -> int:
         return 2 ** (len(net.denoiser.config.block_out_channels) - 1)
 
@@ -183,6 +202,7 @@ class SDXLAdapter(SD15Adapter):
         "scheduler": ("diffusers.EulerDiscreteScheduler", "scheduler"),
     }
     encoder_names = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+    condition_keys = ("prompt_embeds", "pooled_prompt_embeds")
     default_scheduler_config = dict(SD15Adapter.default_scheduler_config, interpolation_type="linear")
 
     def time_ids(self, net, x):
@@ -272,6 +292,7 @@ class FluxAdapter(_PackedFlowAdapter):
         "scheduler": ("diffusers.FlowMatchEulerDiscreteScheduler", "scheduler"),
     }
     encoder_names = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+    condition_keys = ("prompt_embeds", "pooled_prompt_embeds")
     extra_kwargs = {"guidance_scale": 3.5, "max_sequence_length": 512}
     default_scheduler_config = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
                                     max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)

@@ -28,6 +28,7 @@ class FrozenEncoders(dict):
         return self
 
     device = torch.device("cpu")  # where the modules are (they are built on the CPU)
+    pipeline = None  # the encoder-only diffusers pipeline, built on first use
 
     def to(self, device) -> FrozenEncoders:
         for comp in self.values():
@@ -97,17 +98,18 @@ class HFNetwork(FastGenNetwork):
         if adapter is None:
             raise TypeError("HFNetwork needs a family: use SD15, SDXL, Flux or QwenImage (fastgen.networks.hf)")
         family_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in adapter.extra_kwargs}
-        super().__init__(net_pred_type=net_pred_type or adapter.pred_type,
+        component_configs = dict(component_configs or {})
+        scheduler_config = _scheduler_config(adapter, str(model_id), component_configs)
+        super().__init__(net_pred_type=net_pred_type or adapter.native_pred_type(scheduler_config),
                          schedule_type=schedule_type or adapter.schedule_type, **kwargs)
         self.model_id, self.load_pretrained = str(model_id), bool(load_pretrained)
-        self.component_configs = dict(component_configs or {})
+        self.component_configs, self.scheduler_config = component_configs, scheduler_config
         self.encoders_device = encoders_device
         self.options = {**adapter.extra_kwargs, **family_kwargs}
         self.denoiser = self._build(adapter.denoiser_name)
         if self._is_in_meta_context():
             adapter.rebuild_plain_tensors(self.denoiser)
             _check_no_plain_meta_tensors(self.denoiser)
-        self.scheduler_config = self._scheduler_config()
         self.logvar_linear = nn.Linear(adapter.logvar_features, 1) if enable_logvar_linear else None
         if self.logvar_linear is not None:
             nn.init.zeros_(self.logvar_linear.weight)
@@ -136,14 +138,6 @@ class HFNetwork(FastGenNetwork):
             # fsdp_meta_init; rank 0 loads and FSDP2 broadcasts its weights)
             return load_architecture(cls_path, self.model_id, subfolder)
         return load_component(cls_path, self.model_id, subfolder)
-
-    def _scheduler_config(self) -> dict:
-        if "scheduler" in self.component_configs:
-            return dict(self.component_configs["scheduler"])
-        if not self.load_pretrained:
-            return dict(self.adapter.default_scheduler_config)
-        cls_path, subfolder = self._class_of("scheduler")
-        return load_config(cls_path, self.model_id, subfolder)
 
     def init_preprocessors(self) -> None:
         """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent."""
@@ -179,7 +173,11 @@ class HFNetwork(FastGenNetwork):
         """The family's diffusers pipeline over our components (the denoiser only when asked): the library's own
         prompt encoding and export use it."""
         self._require_encoders("pipeline")
-        return self.adapter.make_pipeline(self, with_denoiser)
+        if with_denoiser:
+            return self.adapter.make_pipeline(self, True)
+        if self.encoders.pipeline is None:  # built once: prompt encoding runs every training step
+            self.encoders.pipeline = self.adapter.make_pipeline(self, False)
+        return self.encoders.pipeline
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str] | str, device=None) -> dict[str, torch.Tensor]:
@@ -249,9 +247,9 @@ class HFNetwork(FastGenNetwork):
         if return_features_early and not feature_indices:
             raise ValueError("return_features_early needs feature_indices")
         self.adapter.check_latents(self, x_t)
+        self.adapter.check_condition(self, condition)
         t = self.expand_t(t, x_t)
-        dtype = self.denoiser.dtype
-        inputs = self.adapter.model_inputs(self, x_t.to(dtype), t, condition or {})
+        inputs = self.adapter.model_inputs(self, x_t.to(self.denoiser.dtype), t, condition)
         taps = FeatureTaps(self.feature_blocks(), feature_indices, self.adapter.feature_map_fn(self, x_t),
                            return_features_early)
         with taps:
@@ -271,12 +269,14 @@ class HFNetwork(FastGenNetwork):
     # -- teacher sampling with the scheduler the model ships with --
     @torch.no_grad()
     def sample(self, noise, condition=None, neg_condition=None, guidance_scale=None, num_steps=50, t_list=None,
-               **net_kwargs):
+               sampler_type=None, **net_kwargs):
         """Deterministic sampling on the shipped scheduler's grid (DDIM / Euler in our schedule; both are the same
         update x' = alpha(t') x0 + sigma(t') eps), classifier-free guidance when guidance_scale is given.
 
         Starts from `noise` unscaled, as the diffusers pipelines do. condition / neg_condition may be prompts
-        (encoded here) or embedding mappings; a missing neg_condition is the empty prompt.
+        (encoded here) or embedding mappings; a missing neg_condition is the empty prompt. An explicit t_list (ending
+        in 0, the clean sample) replaces the scheduler's grid. `sampler_type` (the EDM-family choice euler / heun)
+        does not apply: the shipped scheduler's first-order update is used.
         """
         condition, neg_condition = self._sampling_conditions(noise, condition, neg_condition, guidance_scale)
         if t_list is None:
@@ -326,6 +326,17 @@ def _fourier(t: torch.Tensor, n: int) -> torch.Tensor:
     freqs = torch.exp(torch.linspace(0, 6, n // 2, dtype=torch.float64, device=t.device))
     ang = t.to(torch.float64)[:, None] * freqs[None]
     return torch.cat([ang.cos(), ang.sin()], dim=1)
+
+
+def _scheduler_config(adapter, model_id: str, component_configs: dict) -> dict:
+    """The scheduler the model ships with: component_configs["scheduler"]; the family default for other offline
+    builds (component_configs without one); else scheduler/scheduler_config.json of the model."""
+    if "scheduler" in component_configs:
+        return dict(component_configs["scheduler"])
+    if component_configs:
+        return dict(adapter.default_scheduler_config)
+    cls_path, subfolder = adapter.components["scheduler"]
+    return load_config(cls_path, model_id, subfolder)
 
 
 def _check_no_plain_meta_tensors(module: nn.Module) -> None:

@@ -1,8 +1,9 @@
 """Sampling grids of the schedulers the diffusers families ship with, as pure functions (numpy float64).
 
 They reproduce the grids of diffusers' DDIMScheduler / EulerDiscreteScheduler (discrete timesteps of an alpha-bar
-table, by `timestep_spacing`) and FlowMatchEulerDiscreteScheduler (sigmas with a static or resolution-dependent
-shift and an optional terminal stretch); tests compare them with the schedulers to 1e-6. Mapping onto our schedules:
+table, by `timestep_spacing`) and FlowMatchEulerDiscreteScheduler as the Flux / Qwen-Image pipelines call it (their
+own sigmas linspace(1, 1/n, n), a static or resolution-dependent shift, an optional terminal stretch); tests compare
+them with the schedulers to 1e-6. The fixed-shift grids of Wan-style samplers are `noise_schedule.flow_shift_t_list`. Mapping onto our schedules:
   * sd / sdxl: t = timestep / num_train_timesteps (our alpha-bar table is indexed by t * N, so t hits the entries
     the scheduler uses exactly);
   * flow (rf): t = sigma (x_t = (1 - sigma) x0 + sigma eps; the transformer's velocity is our `flow`).
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from fastgen.networks.noise_schedule import shifted_sigmas
 
 SPACINGS = ("leading", "trailing", "linspace")
 
@@ -71,19 +74,17 @@ def flow_shift_mu(image_seq_len: int, scheduler_config: dict) -> float:
 
 
 def shift_sigmas(sigmas: np.ndarray, scheduler_config: dict, mu: float | None = None) -> np.ndarray:
-    """Apply the flow scheduler's shift: dynamic (exp(mu), exponential or linear form) or static `shift`, then
-    the optional terminal stretch so that the last sigma equals `shift_terminal`."""
+    """Apply the flow scheduler's shift, then its optional terminal stretch (the last sigma becomes
+    `shift_terminal`). Every variant is the map s sigma / (1 + (s - 1) sigma) of `shifted_sigmas`: static with
+    s = `shift`; resolution-dependent with s = e^mu ("exponential", Flux / Qwen-Image) or s = mu ("linear")."""
     s = np.asarray(sigmas, dtype=np.float64)
     if scheduler_config.get("use_dynamic_shifting", False):
         if mu is None:
             raise ValueError("this flow scheduler shifts by resolution (use_dynamic_shifting): mu is required")
-        if scheduler_config.get("time_shift_type", "exponential") == "exponential":
-            s = math.exp(mu) / (math.exp(mu) + (1 / s - 1))
-        else:
-            s = mu / (mu + (1 / s - 1))
+        exponential = scheduler_config.get("time_shift_type", "exponential") == "exponential"
+        s = shifted_sigmas(s, math.exp(mu) if exponential else mu)
     else:
-        shift = float(scheduler_config.get("shift", 1.0))
-        s = shift * s / (1 + (shift - 1) * s)
+        s = shifted_sigmas(s, float(scheduler_config.get("shift", 1.0)))
     terminal = scheduler_config.get("shift_terminal")
     if terminal:
         if len(s) < 2:
