@@ -172,6 +172,13 @@ def test_bad_export_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys
     toy_ckpt = save_ckpt(tmp_path / "toy.pth", {"net": toy.state_dict()})
     code, err = run(f"--ckpt={toy_ckpt}", f"--out={out}")
     assert code == 2 and "do not match model.net of the config (SD15)" in err and len(err.splitlines()) == 1
+    # an SDXL UNet (same parameter names, other shapes) passed with the SD1.5 config
+    from fastgen.configs.net import SDXLConfig
+    from fastgen.networks.hf.tiny import tiny_components
+
+    sdxl = instantiate(SDXLConfig, load_pretrained=False, component_configs=tiny_components("sdxl"))
+    code, err = run(f"--ckpt={save_ckpt(tmp_path / 'sdxl.pth', {'net': sdxl.state_dict()})}", f"--out={out}")
+    assert code == 2 and "do not match model.net of the config (SD15)" in err and len(err.splitlines()) == 1
     # LoRA adapters with a config without model.lora
     lora_state = {"denoiser.x.lora_A.weight": torch.zeros(1)}
     code, err = run(f"--ckpt={save_ckpt(tmp_path / 'lora.pth', {'net': lora_state})}", f"--out={out}")

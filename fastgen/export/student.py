@@ -79,7 +79,12 @@ def build_student(config: Any, state: dict | None, ckpt_path: str = "") -> nn.Mo
         if state and any(".lora_" in key for key in state):
             raise StudentLoadError(f"{ckpt_path or 'the weights'} hold LoRA adapters but the config has no "
                                    "model.lora; pass the training run's config (with its model.lora)")
-    result = student.load_state_dict(state, strict=False)
+    try:
+        result = student.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # same names, other shapes: e.g. an SDXL UNet's weights for an SD1.5 config
+        sizes = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        raise StudentLoadError(f"{ckpt_path or 'the weights'} do not match model.net of the config "
+                               f"({type(net).__name__}): {(sizes or [str(error).splitlines()[0]])[0]}") from None
     if result.missing_keys or result.unexpected_keys:
         raise StudentLoadError(f"{ckpt_path or 'the weights'} do not match model.net of the config "
                                f"({type(net).__name__}): {describe_mismatch(result)}")
