@@ -1,19 +1,19 @@
-"""A tiny SD1.5 experiment (random components from fastgen/networks/hf/tiny.py, nothing downloaded) for the export,
-inference, LoRA tests and the LoRA benchmark: as a config object, or as a config file a CLI can load."""
+"""A tiny SD1.5 (or Flux) experiment (random components from fastgen/networks/hf/tiny.py, nothing downloaded) for the
+export, inference and LoRA tests: as a config object, or as a config file a CLI can load."""
 
 import textwrap
 
 CONFIG_TEMPLATE = textwrap.dedent('''
     from fastgen.configs.methods import config_{method}
-    from fastgen.configs.net import SD15Config
+    from fastgen.configs.net import {net}
     from fastgen.networks.hf.tiny import tiny_components
 
 
     def create_config():
         config = config_{method}.create_config()
-        config.model.net = SD15Config
+        config.model.net = {net}
         config.model.net.load_pretrained = False
-        config.model.net.component_configs = tiny_components("sd15")
+        config.model.net.component_configs = tiny_components("{family}")
         config.model.input_shape = [4, 8, 8]
         config.model.device = "cpu"
         config.model.discriminator = None
@@ -26,14 +26,17 @@ CONFIG_TEMPLATE = textwrap.dedent('''
 ''')
 
 
-def write_config(directory, method="dmd2"):
-    """config_tiny_sd15_<method>.py in `directory` (a CLI-loadable experiment config); returns its path."""
-    path = directory / f"config_tiny_sd15_{method}.py"
-    path.write_text(CONFIG_TEMPLATE.format(method=method))
+NET_CONFIGS = {"sd15": "SD15Config", "flux": "FluxConfig"}
+
+
+def write_config(directory, method="dmd2", family="sd15"):
+    """config_tiny_<family>_<method>.py in `directory` (a CLI-loadable experiment config); returns its path."""
+    path = directory / f"config_tiny_{family}_{method}.py"
+    path.write_text(CONFIG_TEMPLATE.format(method=method, net=NET_CONFIGS[family], family=family))
     return str(path)
 
 
-def tiny_config(method="dmd2", tmp_path=None):
+def tiny_config(method="dmd2", tmp_path=None, family="sd15"):
     """The same config as an object (loaded through a temporary file, as the CLIs load it)."""
     import tempfile
     from pathlib import Path
@@ -41,4 +44,4 @@ def tiny_config(method="dmd2", tmp_path=None):
     from fastgen.configs.config_utils import import_config_from_python_file
 
     directory = Path(tmp_path) if tmp_path is not None else Path(tempfile.mkdtemp())
-    return import_config_from_python_file(write_config(directory, method))
+    return import_config_from_python_file(write_config(directory, method, family))

@@ -83,6 +83,33 @@ def test_exported_pipeline_reproduces_the_student(tmp_path, one_thread, steps, t
         assert ((decoded / 2 + 0.5).clamp(0, 1) - images).abs().max() <= 1e-3
 
 
+def test_exported_flux_student_reproduces_the_student(tmp_path, one_thread):
+    """Flux: FlowMatchEuler without shift on the student's sigmas (t_list must start at 1: the pipeline's start)."""
+    from fastgen.export import ExportError
+
+    config = tiny_config("dmd2", tmp_path, family="flux")
+    config.model.student_sample_steps, config.model.student_sample_type = 2, "ode"
+    config.model.sample_t_cfg.t_list = [1.0, 0.5, 0.0]
+    student = perturbed_student(config).eval()
+    ckpt = save_ckpt(tmp_path / "flux.pth", {"net": student.state_dict()})
+    info = export_student(config, ckpt, str(tmp_path / "flux"))
+    assert info["call_kwargs"] == {"sigmas": [1.0, 0.5], "num_inference_steps": 2, "guidance_scale": 3.5}
+    pipe = diffusers.DiffusionPipeline.from_pretrained(str(tmp_path / "flux"))
+    assert type(pipe).__name__ == "FluxPipeline"
+    ref = type(pipe)._unpack_latents(pipeline_sample(pipe, 5, info["call_kwargs"]), 16, 16, pipe.vae_scale_factor)
+    embeds, pooled, _ = pipe.encode_prompt(PROMPTS, None, device="cpu", num_images_per_prompt=1)
+    condition = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+    noise = torch.randn((len(PROMPTS), 4, 8, 8), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ours = student_sample(lambda x, t: student(x, t, condition=condition, fwd_pred_type="x0"), noise,
+                              torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64), student.noise_scheduler, "ode")
+    assert (ours - ref).abs().max() <= 1e-3 and ref.abs().max() > 1.0
+    config.model.sample_t_cfg.t_list = None  # the rf schedule's default grid starts at 0.999
+    with pytest.raises(ExportError, match=r"starts at 0.999; .*t_list starting at 1.0, e.g. \[1.0, 0.4995, 0.0\]"):
+        export_student(config, ckpt, str(tmp_path / "flux2"))
+    assert not (tmp_path / "flux2").exists()
+
+
 def test_exported_sft_student_samples_teacher_style_with_cfg(tmp_path, one_thread):
     """An SFT student keeps the scheduler the model ships with (DDIM here) and the config's CFG and step count."""
     config = tiny_config("sft", tmp_path)

@@ -31,6 +31,7 @@ from fastgen.export.student import StudentLoadError, build_student, checkpoint_n
 EXPORT_INFO = "fastgen_export.json"
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 VP_SCHEDULES = ("sd", "sdxl")
+FLOW_FAMILIES = ("flux",)
 PRED_TO_DIFFUSERS = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
 
 __all__ = ["ExportError", "export_student", "student_scheduler", "EXPORT_INFO", "LORA_WEIGHT_NAME"]
@@ -67,23 +68,30 @@ def student_scheduler(config: Any, net: Any) -> tuple[Any, dict]:
     """(scheduler, pipeline call kwargs) that make the family's pipeline sample like our student sampler."""
     import diffusers
 
+    family = net.adapter.family
     if is_sft(config):  # teacher-style sampling: the shipped scheduler, the config's CFG and step count
+        if net.schedule_type not in VP_SCHEDULES:
+            raise ExportError(f"export of SFT {type(net).__name__} models is not supported yet (their pipelines mix "
+                              "CFG and distilled guidance differently); supported: SD1.5 / SDXL SFT, distilled "
+                              "SD1.5 / SDXL / Flux students")
         cls_path, _ = net.adapter.components["scheduler"]
         cls = getattr(diffusers, cls_path.rsplit(".", 1)[-1])
         scale = config.model.guidance_scale
         return cls.from_config(net.scheduler_config), {
             "num_inference_steps": int(config.model.student_sample_steps),
             "guidance_scale": float(scale) if scale is not None else 1.0}
-    if net.schedule_type not in VP_SCHEDULES:
-        raise ExportError(f"export of distilled {type(net).__name__} students (schedule {net.schedule_type!r}) is not "
-                          f"supported yet; supported: the {'/'.join(VP_SCHEDULES)} families (SD1.5, SDXL)")
+    if net.schedule_type not in VP_SCHEDULES and family not in FLOW_FAMILIES:
+        raise ExportError(f"export of distilled {type(net).__name__} students is not supported yet; supported: "
+                          "SD1.5, SDXL, Flux")
     steps = int(config.model.student_sample_steps)
     if steps > 1 and config.model.student_sample_type != "ode":
         raise ExportError(f"a {steps}-step student with student_sample_type={config.model.student_sample_type!r} "
                           "draws fresh noise at each step, which no stock diffusers scheduler reproduces from the "
                           "same start; export it with - model.student_sample_type=ode (or 1 step)")
-    big = int(net.scheduler_config.get("num_train_timesteps", 1000))
     t_list = student_t_list(config, net)
+    if family in FLOW_FAMILIES:
+        return flow_scheduler(net, t_list)
+    big = int(net.scheduler_config.get("num_train_timesteps", 1000))
     scaled = t_list[:-1] * big
     timesteps = [int(round(v)) for v in scaled]
     if np.abs(scaled - np.asarray(timesteps)).max() > 1e-6:
@@ -99,6 +107,25 @@ def student_scheduler(config: Any, net: Any) -> tuple[Any, dict]:
     else:
         kwargs["timesteps"] = timesteps
     return scheduler, kwargs
+
+
+def flow_scheduler(net: Any, t_list: np.ndarray) -> tuple[Any, dict]:
+    """Flux: FlowMatchEulerDiscreteScheduler without shift, walking sigmas = t_list (its Euler step x + (s' - s) v
+    is exactly the deterministic student step on the rf schedule). The pipeline starts from unscaled noise, i.e.
+    at sigma 1, so the student's grid must start at t = 1."""
+    import diffusers
+
+    if float(t_list[0]) != 1.0:
+        raise ExportError(f"the Flux pipeline starts from pure noise (sigma 1) but the student's t_list starts at "
+                          f"{float(t_list[0])}; train and export with model.sample_t_cfg.t_list starting at 1.0, "
+                          f"e.g. {[1.0] + [float(t) for t in t_list[1:]]}")
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(
+        net.scheduler_config, shift=1.0, use_dynamic_shifting=False, shift_terminal=None, stochastic_sampling=False,
+        invert_sigmas=False, use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False)
+    sigmas = [float(t) for t in t_list[:-1]]
+    # guidance_scale is Flux's distilled-guidance input (the network's own setting), not CFG
+    return scheduler, {"sigmas": sigmas, "num_inference_steps": len(sigmas),
+                       "guidance_scale": float(net.options["guidance_scale"])}
 
 
 def _check_family(net: Any) -> None:
