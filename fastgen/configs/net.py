@@ -77,3 +77,11 @@ FluxConfig = L(_HF + "Flux")(
 QwenImageConfig = L(_HF + "QwenImage")(
     model_id="Qwen/Qwen-Image", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )
+
+# Video families (diffusers-backed; latents [B, C, T, H, W]). Wan 2.1 T2V: flow on rf, timestep = 1000 sigma.
+Wan_1_3B_Config = L(_HF + "Wan")(
+    model_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
+)
+Wan21_T2V_14B_Config = L(_HF + "Wan")(
+    model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
+)

@@ -125,6 +125,13 @@ class FamilyAdapter:
         return vae.decode(z / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)).sample
 
 
+def latent_mean_std(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel latent normalisation of the Wan-style video VAEs (Qwen-Image, Wan), shaped [1, C, 1, 1, 1]."""
+    shape = (1, -1, 1, 1, 1)
+    return (torch.tensor(vae.config.latents_mean, dtype=like.dtype, device=like.device).view(shape),
+            torch.tensor(vae.config.latents_std, dtype=like.dtype, device=like.device).view(shape))
+
+
 def _unet_blocks(unet) -> list[nn.Module]:
     return [*unet.down_blocks, unet.mid_block]
 
@@ -388,9 +395,7 @@ class QwenImageAdapter(_PackedFlowAdapter):
         return 8 if cfg is None else 2 ** len(cfg.get("temperal_downsample", [False, True, True]))
 
     def _norm(self, vae, z):
-        shape = (1, -1, 1, 1, 1)
-        return (torch.tensor(vae.config.latents_mean, dtype=z.dtype, device=z.device).view(shape),
-                torch.tensor(vae.config.latents_std, dtype=z.dtype, device=z.device).view(shape))
+        return latent_mean_std(vae, z)
 
     def vae_encode(self, vae, x, sample, generator):
         dist = vae.encode(x.unsqueeze(2)).latent_dist

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastgen.networks.hf import adapters
+from fastgen.networks.hf import adapters, video_adapters
 from fastgen.networks.hf.network import HFNetwork
 
 
@@ -30,7 +30,13 @@ class QwenImage(HFNetwork):
     adapter = adapters.QwenImageAdapter()
 
 
-FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage)}
+class Wan(HFNetwork):
+    """Wan 2.1 T2V (WanTransformer3DModel + UMT5 + AutoencoderKLWan); video latents [B, C, T, H, W], flow on rf."""
+
+    adapter = video_adapters.WanAdapter()
+
+
+FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan)}
 
 
 def network_class(family: str) -> type[HFNetwork]:

@@ -279,6 +279,8 @@ class HFNetwork(FastGenNetwork):
         does not apply: the shipped scheduler's first-order update is used.
         """
         condition, neg_condition = self._sampling_conditions(noise, condition, neg_condition, guidance_scale)
+        if t_list is None and getattr(self.adapter, "steps_with_scheduler", False):  # video: the shipped scheduler
+            return self.adapter.sample(self, noise, condition, neg_condition, guidance_scale, num_steps, **net_kwargs)
         if t_list is None:
             t_list, final_to_x0 = self.adapter.sampling_t_list(self, num_steps, noise)
         else:

@@ -139,7 +139,32 @@ QWEN_IMAGE = {
     ),
 }
 
-FAMILIES = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE}
+_T5_TEXT = dict(
+    d_model=32, d_ff=37, d_kv=16, num_layers=2, num_heads=2, vocab_size=TOKENIZER_VOCAB_SIZE,
+    relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1,
+)
+
+# video latents: 4 channels, 5 frames at 8x8 (VAE: 2x in time and space, so 9 frames at 16x16 pixels)
+WAN = {
+    "transformer": dict(
+        patch_size=[1, 2, 2], num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
+        text_dim=32, freq_dim=16, ffn_dim=32, num_layers=2, rope_max_seq_len=32,
+    ),
+    "vae": dict(
+        base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
+        latents_mean=[0.0, 0.1, -0.1, 0.05], latents_std=[1.0, 1.5, 0.8, 1.2], scale_factor_temporal=2,
+        scale_factor_spatial=2,
+    ),
+    "text_encoder": _T5_TEXT,
+    "tokenizer": {"kind": "t5", "model_max_length": 512},
+    "scheduler": dict(
+        num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
+        solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True, final_sigmas_type="zero",
+        timestep_spacing="linspace",
+    ),
+}
+
+FAMILIES = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN}
 
 
 def tiny_components(family: str) -> dict:

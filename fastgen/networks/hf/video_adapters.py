@@ -1,0 +1,144 @@
+"""Video family adapters (Wan 2.1 T2V, CogVideoX) for HFNetwork: latents are [B, C, T, H, W].
+
+What differs from the image families:
+  * shapes: 5-D latents, checked against the transformer's (t, h, w) patch size;
+  * features: index i = the video tokens after transformer block i, unpacked to [B, inner_dim, T', h, w] (what the
+    video discriminators in fastgen/networks/discriminators_video.py take);
+  * teacher sampling steps the diffusers scheduler the model ships with (`steps_with_scheduler`): Wan's
+    UniPCMultistepScheduler and CogVideoX's DPM / DDIM schedulers are multistep or stochastic, so reproducing their
+    grid with a first-order update (as the image families do) would not give the pipelines' samples. The network
+    gives the (CFG-mixed) native prediction at the scheduler's integer timestep; the scheduler does the update.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fastgen.networks.hf.adapters import FamilyAdapter, latent_mean_std
+from fastgen.networks.samplers import cfg_combine
+
+
+class VideoAdapter(FamilyAdapter):
+    """Shared by the video transformers: 5-D latents, per-block video-token features, scheduler-driven sampling."""
+
+    denoiser_name = "transformer"
+    steps_with_scheduler = True
+    condition_keys = ("prompt_embeds",)
+    extra_kwargs = {"max_sequence_length": 512}
+
+    # -- shapes --
+    def patch_size(self, net) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def check_latents(self, net, x) -> None:
+        c, patch = self.latent_channels(net), self.patch_size(net)
+        if x.ndim != 5 or x.shape[1] != c or any(s % p for s, p in zip(x.shape[2:], patch)):
+            raise ValueError(f"{type(net).__name__} takes video latents [B, {c}, T, H, W] with (T, H, W) divisible "
+                             f"by the patch size {patch}; got {tuple(x.shape)}")
+
+    # -- features --
+    def tokens_of(self, output) -> torch.Tensor:
+        """The video tokens [B, N, D] of one block's output."""
+        return output
+
+    def feature_map_fn(self, net, x):
+        b = x.shape[0]
+        grid = [s // p for s, p in zip(x.shape[2:], self.patch_size(net))]
+
+        def to_map(output):  # tokens in (T', h, w) row-major order, as the patch embedding flattens them
+            tokens = self.tokens_of(output)
+            return tokens.transpose(1, 2).reshape(b, tokens.shape[2], *grid)
+
+        return to_map
+
+    # -- sampling with the shipped scheduler --
+    def make_scheduler(self, net):
+        from fastgen.networks.hf.loading import resolve_class
+
+        return resolve_class(self.components["scheduler"][0]).from_config(net.scheduler_config)
+
+    def timestep_to_t(self, net, timestep: torch.Tensor) -> torch.Tensor:
+        """A scheduler timestep (the model's time input) -> our schedule time."""
+        return timestep.to(torch.float64) / net.scheduler_config.get("num_train_timesteps", 1000)
+
+    def guided_native(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
+        """The native prediction, CFG-mixed as the pipelines do: neg + g (cond - neg)."""
+        pred = net(x, t, condition=condition, **kw)
+        if guidance_scale is None:
+            return pred
+        return cfg_combine(pred, net(x, t, condition=neg_condition, **kw), guidance_scale)
+
+    def scheduler_step(self, sched, pred, timestep, x, i, timesteps, generator, state: dict):
+        extra = {} if generator is None else {"generator": generator}  # only the stochastic schedulers take one
+        return sched.step(pred, timestep, x, return_dict=False, **extra)[0]
+
+    def sample(self, net, noise, condition, neg_condition, guidance_scale, num_steps, generator=None, **kw):
+        sched = self.make_scheduler(net)
+        sched.set_timesteps(int(num_steps), device=noise.device)
+        x = noise * sched.init_noise_sigma
+        state: dict = {}
+        timesteps = sched.timesteps
+        for i, ts in enumerate(timesteps):
+            t = self.timestep_to_t(net, ts).expand(noise.shape[0])
+            model_x = sched.scale_model_input(x, ts).to(noise.dtype)
+            pred = self.guided_native(net, model_x, t, condition, neg_condition, guidance_scale, **kw)
+            x = self.scheduler_step(sched, pred, ts, x, i, timesteps, generator, state)
+        return x.to(noise.dtype)
+
+
+class WanAdapter(VideoAdapter):
+    """Wan 2.1 T2V: WanTransformer3DModel (flow prediction, timestep = 1000 sigma), UMT5 text embeddings (zero-padded
+    to max_sequence_length, no mask: the transformer attends to the padding as the pipeline feeds it), the causal
+    video VAE normalised per channel by latents_mean / latents_std, UniPC multistep sampling with a fixed flow shift."""
+
+    family = "wan"
+    pred_type = "flow"
+    schedule_type = "rf"
+    pipeline_cls = "diffusers.WanPipeline"
+    components = {
+        "transformer": ("diffusers.WanTransformer3DModel", "transformer"),
+        "vae": ("diffusers.AutoencoderKLWan", "vae"),
+        "text_encoder": ("transformers.UMT5EncoderModel", "text_encoder"),
+        "tokenizer": ("transformers.T5TokenizerFast", "tokenizer"),
+        "scheduler": ("diffusers.UniPCMultistepScheduler", "scheduler"),
+    }
+    encoder_names = ("vae", "text_encoder", "tokenizer")
+    # Wan2.1-T2V-1.3B-Diffusers' scheduler/scheduler_config.json (flow_shift 3.0: its 480p setting)
+    default_scheduler_config = dict(
+        num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
+        solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True, final_sigmas_type="zero",
+        timestep_spacing="linspace", beta_schedule="linear", beta_start=0.0001, beta_end=0.02,
+    )
+
+    def patch_size(self, net):
+        return tuple(int(p) for p in net.denoiser.config.patch_size)
+
+    def vae_scale_factor(self, net) -> int:
+        cfg = net.encoders["vae"].config if "vae" in net.encoders else net.component_configs.get("vae")
+        return 8 if cfg is None else int(cfg.get("scale_factor_spatial", 8))
+
+    def model_timestep(self, net, t):
+        return (t * net.scheduler_config.get("num_train_timesteps", 1000)).to(torch.float32)
+
+    def model_inputs(self, net, x, t, condition) -> dict:
+        return dict(hidden_states=x, timestep=self.model_timestep(net, t),
+                    encoder_hidden_states=condition["prompt_embeds"].to(x.dtype))
+
+    def feature_blocks(self, denoiser) -> list[nn.Module]:
+        return list(denoiser.blocks)
+
+    def encode_prompt(self, net, pipe, prompts, device) -> dict:
+        embeds, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=device,
+                                       max_sequence_length=net.options["max_sequence_length"])
+        return {"prompt_embeds": embeds}
+
+    def vae_encode(self, vae, x, sample, generator):
+        dist = vae.encode(x).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        mean, std = latent_mean_std(vae, z)
+        return (z - mean) / std
+
+    def vae_decode(self, vae, z):
+        mean, std = latent_mean_std(vae, z)
+        return vae.decode(z * std + mean).sample

@@ -1,0 +1,99 @@
+"""Wan 2.1 T2V through HFNetwork: forward == the bare WanTransformer3DModel (timestep = 1000 sigma, flow on rf),
+teacher sampling == WanPipeline (UniPC multistep, flow shift, CFG), feature taps == hooks, VAE normalisation,
+loading from a hub cache with LOCAL_FILES_ONLY."""
+
+import json
+import os
+
+import diffusers
+import pytest
+import torch
+from _hf_models import capture, tiny_net
+
+from fastgen.networks.hf import Wan
+
+PROMPTS = ["a red cat", "two dogs"]
+
+
+@pytest.fixture(scope="module")
+def wan():
+    return tiny_net("wan")
+
+
+def _bare(net, x, t, cond):
+    return net.denoiser(hidden_states=x, timestep=(t * 1000).float(), encoder_hidden_states=cond["prompt_embeds"],
+                        return_dict=False)[0]
+
+
+def test_wan_forward_equals_transformer_and_converts_pred_types(wan):
+    torch.manual_seed(1)
+    x, t = torch.randn(2, 4, 5, 8, 8), torch.tensor([0.3, 0.8], dtype=torch.float64)
+    cond = wan.encode_text(PROMPTS)
+    with torch.no_grad():
+        v = wan(x, t, cond)
+        assert torch.equal(v, _bare(wan, x, t, cond))
+        x0 = wan(x, t, cond, fwd_pred_type="x0")
+    tt = t.view(-1, 1, 1, 1, 1).float()
+    torch.testing.assert_close(x0, x - tt * v, atol=1e-5, rtol=1e-5)  # rf: x = (1-t) x0 + t eps, v = eps - x0
+    with pytest.raises(ValueError, match=r"video latents \[B, 4, T, H, W\].*\(1, 2, 2\)"):
+        wan(torch.randn(1, 4, 5, 7, 8), t[:1], {k: c[:1] for k, c in cond.items()})
+
+
+def test_wan_features_equal_hooks_and_stop_early(wan):
+    torch.manual_seed(2)
+    x, t = torch.randn(2, 4, 5, 8, 8), torch.full((2,), 0.5, dtype=torch.float64)
+    cond = wan.encode_text(PROMPTS)
+    with torch.no_grad():
+        _, feats = wan(x, t, cond, feature_indices={1, 0})
+        _, ref = capture(list(wan.denoiser.blocks), lambda: _bare(wan, x, t, cond), lambda o: o)
+        early = wan(x, t, cond, feature_indices={0}, return_features_early=True)
+    inner = wan.denoiser.config.num_attention_heads * wan.denoiser.config.attention_head_dim
+    for f, r in zip(feats, ref):
+        assert f.shape == (2, inner, 5, 4, 4)  # [B, inner_dim, T', h, w]; token (f, i, j) = pixel (f, i, j)
+        assert torch.equal(f.flatten(2).transpose(1, 2), r)
+    assert not torch.equal(feats[0], feats[1]) and torch.equal(early[0], feats[0])
+
+
+def test_wan_sampling_equals_pipeline_with_cfg(wan):
+    enc = wan.encoders
+    pipe = diffusers.WanPipeline(transformer=wan.denoiser, vae=enc["vae"], text_encoder=enc["text_encoder"],
+                                 tokenizer=enc["tokenizer"],
+                                 scheduler=diffusers.UniPCMultistepScheduler.from_config(wan.scheduler_config))
+    pipe.set_progress_bar_config(disable=True)
+    noise = torch.randn(2, 4, 5, 8, 8, generator=torch.Generator().manual_seed(3))
+    ref = pipe(prompt=PROMPTS, negative_prompt=["", ""], num_inference_steps=4, guidance_scale=5.0, latents=noise,
+               height=16, width=16, num_frames=9, output_type="latent").frames
+    ours = wan.sample(noise, PROMPTS, guidance_scale=5.0, num_steps=4)
+    assert (ours - ref).abs().max() <= 1e-4 and (ours - noise).abs().max() > 0.1
+
+
+def test_wan_vae_round_trip_uses_latent_normalisation(wan):
+    vae = wan.encoders["vae"]
+    video = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    z = wan.encode_images(video, sample=False)
+    raw = vae.encode(video).latent_dist.mode()
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    assert z.shape == (1, 4, 5, 8, 8) and torch.allclose(z, (raw - mean) / std, atol=1e-6)
+    assert torch.allclose(wan.decode_latents(z), vae.decode(raw).sample, atol=1e-5)
+
+
+def test_wan_loads_from_hub_cache_with_local_files_only(wan, tmp_path, monkeypatch):
+    model_id, rev = "tiny-org/tiny-wan", "0" * 40
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-wan"
+    snap = repo / "snapshots" / rev
+    wan.denoiser.save_pretrained(snap / "transformer")
+    for name in ("vae", "text_encoder", "tokenizer"):
+        wan.encoders[name].save_pretrained(snap / name)
+    os.makedirs(snap / "scheduler")
+    (snap / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps({"_class_name": "UniPCMultistepScheduler", **wan.scheduler_config, "flow_shift": 5.0}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("LOCAL_FILES_ONLY", "1")
+    loaded = Wan(model_id=model_id, enable_preprocessors=True)
+    sa, sb = loaded.state_dict(), wan.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert loaded.scheduler_config["flow_shift"] == 5.0 and loaded.net_pred_type == "flow"
+    assert torch.equal(loaded.encode_text(PROMPTS)["prompt_embeds"], wan.encode_text(PROMPTS)["prompt_embeds"])
