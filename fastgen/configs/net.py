@@ -85,3 +85,11 @@ Wan_1_3B_Config = L(_HF + "Wan")(
 Wan21_T2V_14B_Config = L(_HF + "Wan")(
     model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )
+# CogVideoX: v on the cogvideox schedule (its SNR shift read from the model's scheduler config: 3.0 for 2B, 1.0 for
+# 5B); latents [B, C, T, H, W] (the adapter permutes to the transformer's frames-first layout)
+CogVideoXConfig = L(_HF + "CogVideoX")(
+    model_id="THUDM/CogVideoX-2b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
+)
+CogVideoX5BConfig = L(_HF + "CogVideoX")(
+    model_id="THUDM/CogVideoX-5b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
+)

@@ -32,6 +32,10 @@ class FamilyAdapter:
         """What the denoiser predicts: the family's type (overridden where the scheduler config says)."""
         return self.pred_type
 
+    def schedule_kwargs(self, scheduler_config: dict) -> dict:
+        """Kwargs of our schedule that the shipped scheduler config fixes (CogVideoX: snr_shift_scale)."""
+        return {}
+
     # -- shapes --
     def spatial_factor(self, net) -> int:
         return 1

@@ -36,7 +36,14 @@ class Wan(HFNetwork):
     adapter = video_adapters.WanAdapter()
 
 
-FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan)}
+class CogVideoX(HFNetwork):
+    """CogVideoX 2B / 5B (CogVideoXTransformer3DModel + T5 + AutoencoderKLCogVideoX); latents [B, C, T, H, W],
+    v on the cogvideox schedule."""
+
+    adapter = video_adapters.CogVideoXAdapter()
+
+
+FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan, CogVideoX)}
 
 
 def network_class(family: str) -> type[HFNetwork]:

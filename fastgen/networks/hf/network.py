@@ -100,6 +100,8 @@ class HFNetwork(FastGenNetwork):
         family_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in adapter.extra_kwargs}
         component_configs = dict(component_configs or {})
         scheduler_config = _scheduler_config(adapter, str(model_id), component_configs)
+        if schedule_type in (None, adapter.schedule_type):  # explicit kwargs win over the scheduler config's
+            kwargs = {**adapter.schedule_kwargs(scheduler_config), **kwargs}
         super().__init__(net_pred_type=net_pred_type or adapter.native_pred_type(scheduler_config),
                          schedule_type=schedule_type or adapter.schedule_type, **kwargs)
         self.model_id, self.load_pretrained = str(model_id), bool(load_pretrained)

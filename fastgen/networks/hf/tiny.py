@@ -164,7 +164,28 @@ WAN = {
     ),
 }
 
-FAMILIES = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN}
+# 2B layout (sin-cos positions); the 5B one is the same with use_rotary_positional_embeddings=True
+COGVIDEOX = {
+    "transformer": dict(
+        num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16,
+        text_embed_dim=32, num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=2, max_text_seq_length=226,
+    ),
+    "vae": dict(
+        block_out_channels=[8, 16], down_block_types=["CogVideoXDownBlock3D"] * 2,
+        up_block_types=["CogVideoXUpBlock3D"] * 2, latent_channels=4, layers_per_block=1, norm_num_groups=4,
+        temporal_compression_ratio=2, sample_height=16, sample_width=16, scaling_factor=1.15258426,
+    ),
+    "text_encoder": _T5_TEXT,
+    "tokenizer": {"kind": "t5", "model_max_length": 226},
+    "scheduler": dict(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        prediction_type="v_prediction", rescale_betas_zero_snr=True, set_alpha_to_one=True, snr_shift_scale=3.0,
+        steps_offset=0, timestep_spacing="trailing", clip_sample=False,
+    ),
+}
+
+FAMILIES = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "cogvideox": COGVIDEOX}
 
 
 def tiny_components(family: str) -> dict:

@@ -54,9 +54,13 @@ class VideoAdapter(FamilyAdapter):
 
     # -- sampling with the shipped scheduler --
     def make_scheduler(self, net):
+        """The scheduler class the model's scheduler_config names (`_class_name`: CogVideoX ships DDIM or DPM
+        variants), else the family default, built from that config."""
         from fastgen.networks.hf.loading import resolve_class
 
-        return resolve_class(self.components["scheduler"][0]).from_config(net.scheduler_config)
+        name = net.scheduler_config.get("_class_name")
+        cls_path = f"diffusers.{name}" if name else self.components["scheduler"][0]
+        return resolve_class(cls_path).from_config(net.scheduler_config)
 
     def timestep_to_t(self, net, timestep: torch.Tensor) -> torch.Tensor:
         """A scheduler timestep (the model's time input) -> our schedule time."""
@@ -73,18 +77,27 @@ class VideoAdapter(FamilyAdapter):
         extra = {} if generator is None else {"generator": generator}  # only the stochastic schedulers take one
         return sched.step(pred, timestep, x, return_dict=False, **extra)[0]
 
+    def to_model_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, T, H, W] -> the transformer's layout (identity; CogVideoX: frames first)."""
+        return x
+
+    def from_model_layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
     def sample(self, net, noise, condition, neg_condition, guidance_scale, num_steps, generator=None, **kw):
+        """The pipeline's loop: the scheduler steps the latents in the model's layout (a stochastic scheduler's
+        noise draws then land on the same elements as in the pipeline)."""
         sched = self.make_scheduler(net)
         sched.set_timesteps(int(num_steps), device=noise.device)
-        x = noise * sched.init_noise_sigma
+        x = self.to_model_layout(noise) * sched.init_noise_sigma
         state: dict = {}
         timesteps = sched.timesteps
         for i, ts in enumerate(timesteps):
             t = self.timestep_to_t(net, ts).expand(noise.shape[0])
-            model_x = sched.scale_model_input(x, ts).to(noise.dtype)
+            model_x = self.from_model_layout(sched.scale_model_input(x, ts).to(noise.dtype))
             pred = self.guided_native(net, model_x, t, condition, neg_condition, guidance_scale, **kw)
-            x = self.scheduler_step(sched, pred, ts, x, i, timesteps, generator, state)
-        return x.to(noise.dtype)
+            x = self.scheduler_step(sched, self.to_model_layout(pred), ts, x, i, timesteps, generator, state)
+        return self.from_model_layout(x).to(noise.dtype)
 
 
 class WanAdapter(VideoAdapter):
@@ -142,3 +155,88 @@ class WanAdapter(VideoAdapter):
     def vae_decode(self, vae, z):
         mean, std = latent_mean_std(vae, z)
         return vae.decode(z * std + mean).sample
+
+
+class CogVideoXAdapter(VideoAdapter):
+    """CogVideoX 2B / 5B: CogVideoXTransformer3DModel (v prediction on the cogvideox schedule, whose SNR shift comes
+    from the scheduler config: 3.0 for 2B, 1.0 for 5B), T5 embeddings, AutoencoderKLCogVideoX (scaling factor only).
+    The transformer takes frames first, [B, T, C, H, W]: the adapter permutes to and from our [B, C, T, H, W]. 5B's
+    3-D rotary embeddings are the pipeline's own `_prepare_rotary_positional_embeddings`, called on the latent grid."""
+
+    family = "cogvideox"
+    pred_type = "v"
+    schedule_type = "cogvideox"
+    pipeline_cls = "diffusers.CogVideoXPipeline"
+    components = {
+        "transformer": ("diffusers.CogVideoXTransformer3DModel", "transformer"),
+        "vae": ("diffusers.AutoencoderKLCogVideoX", "vae"),
+        "text_encoder": ("transformers.T5EncoderModel", "text_encoder"),
+        "tokenizer": ("transformers.T5Tokenizer", "tokenizer"),
+        "scheduler": ("diffusers.CogVideoXDDIMScheduler", "scheduler"),
+    }
+    encoder_names = ("vae", "text_encoder", "tokenizer")
+    extra_kwargs = {"max_sequence_length": 226}
+    # THUDM/CogVideoX-2b's scheduler/scheduler_config.json
+    default_scheduler_config = dict(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        prediction_type="v_prediction", rescale_betas_zero_snr=True, set_alpha_to_one=True, snr_shift_scale=3.0,
+        steps_offset=0, timestep_spacing="trailing", clip_sample=False,
+    )
+
+    def schedule_kwargs(self, scheduler_config: dict) -> dict:
+        return {"snr_shift_scale": float(scheduler_config.get("snr_shift_scale", 3.0))}
+
+    def patch_size(self, net):
+        cfg = net.denoiser.config
+        return int(cfg.patch_size_t or 1), int(cfg.patch_size), int(cfg.patch_size)
+
+    def model_timestep(self, net, t):
+        return (t * net.scheduler_config.get("num_train_timesteps", 1000)).to(torch.float32)
+
+    def rotary_embeddings(self, net, x):
+        """5B's (cos, sin) tables for this latent grid; None for 2B (learned / sin-cos positions inside)."""
+        if not net.denoiser.config.use_rotary_positional_embeddings:
+            return None
+        from types import SimpleNamespace
+
+        from diffusers import CogVideoXPipeline
+
+        # the pipeline's method reads only these two attributes; heights in latent pixels with a scale factor of 1
+        holder = SimpleNamespace(vae_scale_factor_spatial=1, transformer=net.denoiser)
+        return CogVideoXPipeline._prepare_rotary_positional_embeddings(holder, x.shape[3], x.shape[4], x.shape[2],
+                                                                       x.device)
+
+    def to_model_layout(self, x):
+        return x.permute(0, 2, 1, 3, 4)  # [B, C, T, H, W] <-> [B, T, C, H, W] (its own inverse)
+
+    from_model_layout = to_model_layout
+
+    def model_inputs(self, net, x, t, condition) -> dict:
+        return dict(hidden_states=self.to_model_layout(x), timestep=self.model_timestep(net, t),
+                    encoder_hidden_states=condition["prompt_embeds"].to(x.dtype),
+                    image_rotary_emb=self.rotary_embeddings(net, x))
+
+    def native_output(self, net, raw, x):
+        return self.from_model_layout(raw)
+
+    def feature_blocks(self, denoiser) -> list[nn.Module]:
+        return list(denoiser.transformer_blocks)
+
+    def tokens_of(self, output) -> torch.Tensor:
+        return output[0]  # (video tokens, text tokens)
+
+    def guided_native(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
+        return super().guided_native(net, x, t, condition, neg_condition, guidance_scale, **kw).float()
+
+    def scheduler_step(self, sched, pred, timestep, x, i, timesteps, generator, state: dict):
+        """The DPM variant is a stochastic two-step solver: it also takes the previous x0 and timestep."""
+        if type(sched).__name__ != "CogVideoXDPMScheduler":
+            return super().scheduler_step(sched, pred, timestep, x, i, timesteps, generator, state)
+        x, state["old_x0"] = sched.step(pred, state.get("old_x0"), timestep, timesteps[i - 1] if i > 0 else None,
+                                        x, generator=generator, return_dict=False)
+        return x
+
+    def encode_prompt(self, net, pipe, prompts, device) -> dict:
+        embeds, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=device,
+                                       max_sequence_length=net.options["max_sequence_length"])
+        return {"prompt_embeds": embeds}
