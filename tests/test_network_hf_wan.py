@@ -97,3 +97,16 @@ def test_wan_loads_from_hub_cache_with_local_files_only(wan, tmp_path, monkeypat
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert loaded.scheduler_config["flow_shift"] == 5.0 and loaded.net_pred_type == "flow"
     assert torch.equal(loaded.encode_text(PROMPTS)["prompt_embeds"], wan.encode_text(PROMPTS)["prompt_embeds"])
+
+
+def test_wan_preprocess_batch_encodes_pixel_videos_and_prompts(wan):
+    video = torch.rand(2, 3, 9, 16, 16) * 2 - 1
+    torch.manual_seed(0)  # the VAE samples its latent distribution
+    out = wan.preprocess_batch({"real": video, "condition": PROMPTS})
+    assert torch.equal(out["real_raw"], video) and out["condition_raw"] == PROMPTS
+    torch.manual_seed(0)
+    assert out["real"].shape == (2, 4, 5, 8, 8) and torch.equal(out["real"], wan.encode_images(video))
+    assert torch.equal(out["condition"]["prompt_embeds"], wan.encode_text(PROMPTS)["prompt_embeds"])
+    assert torch.equal(out["neg_condition"]["prompt_embeds"], wan.encode_text(["", ""])["prompt_embeds"])
+    latents = {"real": out["real"], "condition": out["condition"]}
+    assert wan.preprocess_batch(latents)["real"] is out["real"]  # latents pass unchanged

@@ -27,6 +27,7 @@ class FamilyAdapter:
     condition_keys: tuple[str, ...] = ("prompt_embeds",)  # required keys of the condition mapping
     default_scheduler_config: dict = {}
     logvar_features = 128
+    latent_ndim = 4  # [B, C, H, W]; the video families: 5 ([B, C, T, H, W])
 
     def native_pred_type(self, scheduler_config: dict) -> str:
         """What the denoiser predicts: the family's type (overridden where the scheduler config says)."""

@@ -220,7 +220,7 @@ class HFNetwork(FastGenNetwork):
         data = dict(data)
         real = data.get("real")
         latent_channels = self.adapter.latent_channels(self)
-        if isinstance(real, torch.Tensor) and real.ndim == 4 and real.shape[1] != latent_channels:
+        if isinstance(real, torch.Tensor) and real.ndim == self.adapter.latent_ndim and real.shape[1] != latent_channels:
             data["real_raw"] = real
             data["real"] = self.encode_images(real).to(real.dtype)
         device = real.device if isinstance(real, torch.Tensor) else None

@@ -24,6 +24,7 @@ class VideoAdapter(FamilyAdapter):
 
     denoiser_name = "transformer"
     steps_with_scheduler = True
+    latent_ndim = 5
     condition_keys = ("prompt_embeds",)
     extra_kwargs = {"max_sequence_length": 512}
 
