@@ -11,6 +11,7 @@ import torch
 from _hf_models import capture, tiny_net
 
 from fastgen.networks.hf import Wan
+from fastgen.networks.hf.tiny import tiny_components
 
 PROMPTS = ["a red cat", "two dogs"]
 
@@ -110,3 +111,42 @@ def test_wan_preprocess_batch_encodes_pixel_videos_and_prompts(wan):
     assert torch.equal(out["neg_condition"]["prompt_embeds"], wan.encode_text(["", ""])["prompt_embeds"])
     latents = {"real": out["real"], "condition": out["condition"]}
     assert wan.preprocess_batch(latents)["real"] is out["real"]  # latents pass unchanged
+
+
+@pytest.fixture(scope="module")
+def wan22():
+    """Wan 2.2 TI2V-5B layout: per-token time, the residual patchified VAE (12 = 3 x 2 x 2 channels in, 4x space)."""
+    comps = tiny_components("wan")
+    comps["vae"].update(is_residual=True, patch_size=2, in_channels=12, out_channels=12, dim_mult=[2, 2],
+                        scale_factor_spatial=4)
+    return tiny_net("wan", seed=5, component_configs=comps, expand_timesteps=True)
+
+
+def test_wan22_per_token_time_forward_and_sampling_equal_pipeline(wan22, wan):
+    torch.manual_seed(6)
+    x = torch.randn(2, 4, 5, 8, 8)
+    t = torch.tensor([[0.9, 0.7, 0.5, 0.3, 0.1], [0.2] * 5], dtype=torch.float64)  # per latent frame
+    cond = wan22.encode_text(PROMPTS)
+    tokens = (t * 1000).float()[:, :, None].expand(2, 5, 16).reshape(2, 80)  # frame-major, 4x4 tokens per frame
+    with torch.no_grad():
+        v = wan22(x, t, cond)
+        bare = wan22.denoiser(hidden_states=x, timestep=tokens, encoder_hidden_states=cond["prompt_embeds"],
+                              return_dict=False)[0]
+        assert torch.equal(v, bare)
+        x0 = wan22(x, t, cond, fwd_pred_type="x0")
+        torch.testing.assert_close(x0, x - t[:, None, :, None, None].float() * v, atol=1e-5, rtol=1e-5)
+        assert torch.equal(wan22(x, t[:, 0], cond), wan22(x, t[:, :1].expand(2, 5), cond))
+    with pytest.raises(ValueError, match="per-frame t .* needs a per-token-time model"):
+        wan(x, t, wan.encode_text(PROMPTS))
+    enc = wan22.encoders
+    pipe = diffusers.WanPipeline(transformer=wan22.denoiser, vae=enc["vae"], text_encoder=enc["text_encoder"],
+                                 tokenizer=enc["tokenizer"], expand_timesteps=True,
+                                 scheduler=diffusers.UniPCMultistepScheduler.from_config(wan22.scheduler_config))
+    pipe.set_progress_bar_config(disable=True)
+    noise = torch.randn(2, 4, 5, 8, 8, generator=torch.Generator().manual_seed(7))
+    ref = pipe(prompt=PROMPTS, negative_prompt=["", ""], num_inference_steps=3, guidance_scale=5.0, latents=noise,
+               height=32, width=32, num_frames=9, output_type="latent").frames
+    ours = wan22.sample(noise, PROMPTS, guidance_scale=5.0, num_steps=3)
+    assert (ours - ref).abs().max() <= 1e-4 and (ours - noise).abs().max() > 0.1
+    video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    assert wan22.encode_images(video, sample=False).shape == (1, 4, 5, 8, 8)

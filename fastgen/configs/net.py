@@ -82,6 +82,11 @@ QwenImageConfig = L(_HF + "QwenImage")(
 Wan_1_3B_Config = L(_HF + "Wan")(
     model_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )
+# Wan 2.2 TI2V-5B: 48-channel VAE (16x spatial, its config says), one timestep per video token (expand_timesteps)
+Wan22_T2V_5B_Config = L(_HF + "Wan")(
+    model_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    expand_timesteps=True,
+)
 Wan21_T2V_14B_Config = L(_HF + "Wan")(
     model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )

@@ -31,7 +31,8 @@ class QwenImage(HFNetwork):
 
 
 class Wan(HFNetwork):
-    """Wan 2.1 T2V (WanTransformer3DModel + UMT5 + AutoencoderKLWan); video latents [B, C, T, H, W], flow on rf."""
+    """Wan 2.1 T2V (WanTransformer3DModel + UMT5 + AutoencoderKLWan); video latents [B, C, T, H, W], flow on rf.
+    Wan 2.2 TI2V-5B: expand_timesteps=True (per-token time; t may be [B, T])."""
 
     adapter = video_adapters.WanAdapter()
 

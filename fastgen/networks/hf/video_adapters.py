@@ -104,7 +104,10 @@ class VideoAdapter(FamilyAdapter):
 class WanAdapter(VideoAdapter):
     """Wan 2.1 T2V: WanTransformer3DModel (flow prediction, timestep = 1000 sigma), UMT5 text embeddings (zero-padded
     to max_sequence_length, no mask: the transformer attends to the padding as the pipeline feeds it), the causal
-    video VAE normalised per channel by latents_mean / latents_std, UniPC multistep sampling with a fixed flow shift."""
+    video VAE normalised per channel by latents_mean / latents_std, UniPC multistep sampling with a fixed flow shift.
+
+    Wan 2.2 TI2V-5B (`expand_timesteps=True`, as its pipeline is configured): the transformer takes one timestep per
+    video token; t may then also be per latent frame, [B, T] (each frame's tokens get its time)."""
 
     family = "wan"
     pred_type = "flow"
@@ -118,6 +121,7 @@ class WanAdapter(VideoAdapter):
         "scheduler": ("diffusers.UniPCMultistepScheduler", "scheduler"),
     }
     encoder_names = ("vae", "text_encoder", "tokenizer")
+    extra_kwargs = {"max_sequence_length": 512, "expand_timesteps": False}
     # Wan2.1-T2V-1.3B-Diffusers' scheduler/scheduler_config.json (flow_shift 3.0: its 480p setting)
     default_scheduler_config = dict(
         num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
@@ -135,9 +139,23 @@ class WanAdapter(VideoAdapter):
     def model_timestep(self, net, t):
         return (t * net.scheduler_config.get("num_train_timesteps", 1000)).to(torch.float32)
 
+    def token_timesteps(self, net, timestep, x):
+        """[B] or per-frame [B, T] timesteps -> one per video token [B, T' h w] (tokens are frame-major)."""
+        b = x.shape[0]
+        grid = [s // p for s, p in zip(x.shape[2:], self.patch_size(net))]
+        per_frame = timestep[:, None] if timestep.ndim == 1 else timestep
+        if per_frame.shape[1] not in (1, grid[0]):
+            raise ValueError(f"per-frame t must be [B, {grid[0]}] (one per latent frame); got {tuple(timestep.shape)}")
+        return per_frame[:, :, None].expand(b, grid[0], grid[1] * grid[2]).reshape(b, -1)
+
     def model_inputs(self, net, x, t, condition) -> dict:
-        return dict(hidden_states=x, timestep=self.model_timestep(net, t),
-                    encoder_hidden_states=condition["prompt_embeds"].to(x.dtype))
+        timestep = self.model_timestep(net, t)
+        if net.options["expand_timesteps"]:
+            timestep = self.token_timesteps(net, timestep, x)
+        elif timestep.ndim != 1:
+            raise ValueError(f"{type(net).__name__} takes one time per sample, t [B]; per-frame t {tuple(t.shape)} "
+                             "needs a per-token-time model (Wan 2.2 TI2V: expand_timesteps=True)")
+        return dict(hidden_states=x, timestep=timestep, encoder_hidden_states=condition["prompt_embeds"].to(x.dtype))
 
     def feature_blocks(self, denoiser) -> list[nn.Module]:
         return list(denoiser.blocks)
