@@ -557,6 +557,17 @@ class SDNoiseSchedule(AlphasNoiseSchedule):
         super().__init__(scaled_linear_alphas_cumprod(beta_start, beta_end, num_train_timesteps), **kw)
 
 
+class DDPMLinearNoiseSchedule(AlphasNoiseSchedule):
+    """DDPM's linear betas 1e-4 -> 0.02 over 1000 steps (the schedule DiT was trained with; eps prediction)."""
+
+    name = "ddpm_linear"
+    default_pred_type = "eps"
+
+    def __init__(self, beta_start=1e-4, beta_end=0.02, num_train_timesteps=1000, **kw):
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+        super().__init__(torch.cumprod(1.0 - betas, dim=0), **kw)
+
+
 class CogVideoXNoiseSchedule(AlphasNoiseSchedule):
     """CogVideoX: scaled-linear betas, SNR divided by `snr_shift_scale`, then the zero-terminal-SNR rescale.
 
@@ -586,6 +597,7 @@ _SCHEDULES = {
     "alphas": AlphasNoiseSchedule,
     "sd": SDNoiseSchedule,
     "sdxl": SDNoiseSchedule,
+    "ddpm_linear": DDPMLinearNoiseSchedule,
     "cogvideox": CogVideoXNoiseSchedule,
 }
 
