@@ -96,7 +96,7 @@ class HFNetwork(FastGenNetwork):
                  schedule_type: str | None = None, **kwargs: Any):
         adapter = self.adapter
         if adapter is None:
-            raise TypeError("HFNetwork needs a family: use SD15, SDXL, Flux or QwenImage (fastgen.networks.hf)")
+            raise TypeError("HFNetwork needs a family: use SD15, SDXL, Flux, QwenImage, Wan or CogVideoX (fastgen.networks.hf)")
         family_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in adapter.extra_kwargs}
         component_configs = dict(component_configs or {})
         scheduler_config = _scheduler_config(adapter, str(model_id), component_configs)
