@@ -150,3 +150,42 @@ def test_wan22_per_token_time_forward_and_sampling_equal_pipeline(wan22, wan):
     assert (ours - ref).abs().max() <= 1e-4 and (ours - noise).abs().max() > 0.1
     video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
     assert wan22.encode_images(video, sample=False).shape == (1, 4, 5, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def wan_i2v():
+    return tiny_net("wan_i2v", seed=8)
+
+
+def test_wan_i2v_image_condition_forward_and_sampling_equal_pipeline(wan_i2v):
+    from PIL import Image
+
+    pixels = torch.randint(0, 256, (16, 16, 3), generator=torch.Generator().manual_seed(9), dtype=torch.uint8)
+    pil = Image.fromarray(pixels.numpy())
+    image = pixels.permute(2, 0, 1)[None].float() / 255 * 2 - 1  # [1, 3, 16, 16] in [-1, 1]
+    enc = wan_i2v.encoders
+    pipe = diffusers.WanImageToVideoPipeline(
+        transformer=wan_i2v.denoiser, vae=enc["vae"], text_encoder=enc["text_encoder"], tokenizer=enc["tokenizer"],
+        image_encoder=enc["image_encoder"], image_processor=enc["image_processor"],
+        scheduler=diffusers.UniPCMultistepScheduler.from_config(wan_i2v.scheduler_config))
+    pipe.set_progress_bar_config(disable=True)
+    img_cond = wan_i2v.encode_image_condition(image, num_frames=9)
+    torch.testing.assert_close(img_cond["image_embeds"], pipe.encode_image(pil, "cpu"), atol=1e-5, rtol=1e-5)
+    ffc = img_cond["first_frame_cond"]
+    assert ffc.shape == (1, 2 + 4, 5, 8, 8) and torch.equal(ffc[:, :2, 0], torch.ones(1, 2, 8, 8))
+    assert not ffc[:, :2, 1:].any()  # the mask marks the first latent frame only
+    cond = {**wan_i2v.encode_text(PROMPTS), **{k: v.expand(2, *v.shape[1:]) for k, v in img_cond.items()}}
+    torch.manual_seed(10)
+    x, t = torch.randn(2, 4, 5, 8, 8), torch.tensor([0.3, 0.8], dtype=torch.float64)
+    with torch.no_grad():
+        bare = wan_i2v.denoiser(hidden_states=torch.cat([x, cond["first_frame_cond"]], 1), timestep=(t * 1000).float(),
+                                encoder_hidden_states=cond["prompt_embeds"],
+                                encoder_hidden_states_image=cond["image_embeds"], return_dict=False)[0]
+        assert torch.equal(wan_i2v(x, t, cond), bare)
+    noise = torch.randn(2, 4, 5, 8, 8, generator=torch.Generator().manual_seed(11))
+    # prompt embeddings passed in: diffusers 0.42's I2V prompt cleaning needs the optional ftfy package
+    ref = pipe(image=pil, prompt_embeds=cond["prompt_embeds"], negative_prompt_embeds=wan_i2v.encode_text(["", ""])[
+        "prompt_embeds"], num_inference_steps=3, guidance_scale=5.0, latents=noise, height=16, width=16,
+        num_frames=9, output_type="latent").frames
+    ours = wan_i2v.sample(noise, cond, neg_condition=["", ""], guidance_scale=5.0, num_steps=3)
+    assert (ours - ref).abs().max() <= 1e-4 and (ours - noise).abs().max() > 0.1

@@ -164,6 +164,15 @@ WAN = {
     ),
 }
 
+# Wan 2.1 I2V: transformer input = 4 noise + 2 mask (the VAE's temporal factor) + 4 image-latent channels
+WAN_I2V = {
+    **WAN,
+    "transformer": dict(WAN["transformer"], in_channels=10, image_dim=32, added_kv_proj_dim=16),
+    "image_encoder": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+                          image_size=16, patch_size=8),
+    "image_processor": dict(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
+}
+
 # 2B layout (sin-cos positions); the 5B one is the same with use_rotary_positional_embeddings=True
 COGVIDEOX = {
     "transformer": dict(
@@ -185,7 +194,10 @@ COGVIDEOX = {
     ),
 }
 
-FAMILIES = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "cogvideox": COGVIDEOX}
+FAMILIES = {
+    "sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "wan_i2v": WAN_I2V,
+    "cogvideox": COGVIDEOX,
+}
 
 
 def tiny_components(family: str) -> dict:

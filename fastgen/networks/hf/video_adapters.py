@@ -259,3 +259,60 @@ class CogVideoXAdapter(VideoAdapter):
         embeds, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=device,
                                        max_sequence_length=net.options["max_sequence_length"])
         return {"prompt_embeds": embeds}
+
+
+class WanI2VAdapter(WanAdapter):
+    """Wan 2.1 I2V: the T2V transformer with image cross-attention (CLIP ViT penultimate hidden states,
+    `image_embeds`) and the first-frame condition concatenated to the noisy latents on channels (`first_frame_cond`:
+    the temporal-factor mask channels then the VAE latents of the image followed by zero frames), as
+    WanImageToVideoPipeline builds them. CFG's negative keeps the image parts and swaps only the prompt."""
+
+    family = "wan_i2v"
+    pipeline_cls = "diffusers.WanImageToVideoPipeline"
+    components = {
+        **WanAdapter.components,
+        "image_encoder": ("transformers.CLIPVisionModel", "image_encoder"),
+        "image_processor": ("transformers.CLIPImageProcessor", "image_processor"),
+    }
+    encoder_names = ("vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
+    condition_keys = ("prompt_embeds", "image_embeds", "first_frame_cond")
+
+    def latent_channels(self, net) -> int:
+        return int(net.denoiser.config.out_channels)  # in_channels also counts the first-frame condition
+
+    def model_inputs(self, net, x, t, condition) -> dict:
+        inputs = super().model_inputs(net, x, t, condition)
+        inputs["hidden_states"] = torch.cat([x, condition["first_frame_cond"].to(x)], dim=1)
+        inputs["encoder_hidden_states_image"] = condition["image_embeds"].to(x.dtype)
+        return inputs
+
+    def guided_native(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
+        if neg_condition is not None:
+            neg_condition = {**condition, **{k: v for k, v in neg_condition.items() if k == "prompt_embeds"}}
+        return super().guided_native(net, x, t, condition, neg_condition, guidance_scale, **kw)
+
+    def encode_prompt(self, net, pipe, prompts, device) -> dict:
+        """The T2V pipeline's text path on this pipeline's tokenizer / encoder: the same embeddings, but diffusers
+        0.42's I2V module calls ftfy unconditionally (NameError without the optional ftfy package)."""
+        from diffusers import WanPipeline
+
+        embeds = WanPipeline._get_t5_prompt_embeds(pipe, prompts, 1, net.options["max_sequence_length"], device)
+        return {"prompt_embeds": embeds}
+
+    def encode_image_condition(self, net, images, num_frames: int) -> dict:
+        """Images [B, 3, H, W] in [-1, 1] -> {"image_embeds", "first_frame_cond"} for a video of num_frames pixel
+        frames: the pipeline's own prepare_latents (one image at a time: it repeats one image over the batch)."""
+        pipe, device = net.pipeline(), net._enc_device(images.device)
+        vae = net.encoders["vae"]
+        # 8-bit pixels, as the pipeline's PIL input reaches the CLIP processor (its resize works on 8-bit images)
+        uint8 = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+        pixels = pipe.image_processor(images=list(uint8.permute(0, 2, 3, 1).numpy()), return_tensors="pt").pixel_values
+        hidden = net.encoders["image_encoder"](pixel_values=pixels.to(device), output_hidden_states=True)
+        b, _, h, w = images.shape
+        f, s = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+        shape = (1, vae.config.z_dim, (num_frames - 1) // f + 1, h // s, w // s)
+        cond = [pipe.prepare_latents(img[None].to(device, torch.float32), 1, vae.config.z_dim, h, w, num_frames,
+                                     torch.float32, device, None, torch.zeros(shape, device=device))[1]
+                for img in images]
+        return {"image_embeds": hidden.hidden_states[-2].to(images.device),
+                "first_frame_cond": torch.cat(cond).to(images.device)}
