@@ -1,4 +1,5 @@
-"""Video family adapters (Wan 2.1 T2V, CogVideoX) for HFNetwork: latents are [B, C, T, H, W].
+"""Video family adapters (Wan 2.1 T2V / I2V, Wan 2.2 TI2V-5B text-to-video, CogVideoX 2B / 5B) for HFNetwork:
+latents are [B, C, T, H, W].
 
 What differs from the image families:
   * shapes: 5-D latents, checked against the transformer's (t, h, w) patch size;
