@@ -189,3 +189,15 @@ def test_wan_i2v_image_condition_forward_and_sampling_equal_pipeline(wan_i2v):
         num_frames=9, output_type="latent").frames
     ours = wan_i2v.sample(noise, cond, neg_condition=["", ""], guidance_scale=5.0, num_steps=3)
     assert (ours - ref).abs().max() <= 1e-4 and (ours - noise).abs().max() > 0.1
+
+
+def test_wan_i2v_preprocess_batch_adds_the_first_frame_condition(wan_i2v):
+    video = torch.rand(2, 3, 9, 16, 16) * 2 - 1
+    out = wan_i2v.preprocess_batch({"real": video, "condition": PROMPTS})
+    ref = wan_i2v.encode_image_condition(video[:, :, 0], 9)
+    for key in ("condition", "neg_condition"):  # the negative differs only in its prompt
+        assert torch.equal(out[key]["first_frame_cond"], ref["first_frame_cond"])
+        assert torch.equal(out[key]["image_embeds"], ref["image_embeds"])
+    assert not torch.equal(out["condition"]["prompt_embeds"], out["neg_condition"]["prompt_embeds"])
+    with torch.no_grad():  # the completed conditions drive the network
+        assert wan_i2v(out["real"], torch.full((2,), 0.5), out["neg_condition"]).shape == (2, 4, 5, 8, 8)

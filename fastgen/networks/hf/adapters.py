@@ -117,6 +117,11 @@ class FamilyAdapter:
     def encode_prompt(self, net, pipe, prompts, device) -> dict:
         raise NotImplementedError
 
+    def complete_batch(self, net, data: dict) -> dict:
+        """Last step of preprocess_batch: family-specific condition parts built from the batch (Wan I2V: the first
+        frame's image condition). Default: none."""
+        return data
+
     def negative_condition(self, net, batch: int, device) -> dict:
         """CFG's negative when none is given: the empty prompt."""
         return net.encode_text([""] * batch, device=device)

@@ -230,7 +230,7 @@ class HFNetwork(FastGenNetwork):
         if "neg_condition" not in data and isinstance(data.get("condition"), dict):
             batch = len(data["condition_raw"]) if "condition_raw" in data else _batch_of(data["condition"])
             data["neg_condition"] = self.adapter.negative_condition(self, batch, device)
-        return data
+        return self.adapter.complete_batch(self, data)
 
     # -- forward --
     def feature_blocks(self) -> list[nn.Module]:

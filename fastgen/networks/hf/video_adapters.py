@@ -300,6 +300,19 @@ class WanI2VAdapter(WanAdapter):
         embeds = WanPipeline._get_t5_prompt_embeds(pipe, prompts, 1, net.options["max_sequence_length"], device)
         return {"prompt_embeds": embeds}
 
+    def complete_batch(self, net, data: dict) -> dict:
+        """Training batches: the image condition from the first frame of the raw pixel video, added to condition and
+        neg_condition (CFG's negative differs only in the prompt). Conditions that already hold it pass unchanged."""
+        raw, cond = data.get("real_raw"), data.get("condition")
+        if not isinstance(raw, torch.Tensor) or raw.ndim != 5 or not isinstance(cond, dict) or \
+                "first_frame_cond" in cond:
+            return data
+        image_cond = {k: v.to(raw.dtype) for k, v in self.encode_image_condition(net, raw[:, :, 0], raw.shape[2]).items()}
+        data["condition"] = {**cond, **image_cond}
+        if isinstance(data.get("neg_condition"), dict):
+            data["neg_condition"] = {**data["neg_condition"], **image_cond}
+        return data
+
     def encode_image_condition(self, net, images, num_frames: int) -> dict:
         """Images [B, 3, H, W] in [-1, 1] -> {"image_embeds", "first_frame_cond"} for a video of num_frames pixel
         frames: the pipeline's own prepare_latents (one image at a time: it repeats one image over the batch)."""
