@@ -189,6 +189,9 @@ def test_wan_i2v_image_condition_forward_and_sampling_equal_pipeline(wan_i2v):
         num_frames=9, output_type="latent").frames
     ours = wan_i2v.sample(noise, cond, neg_condition=["", ""], guidance_scale=5.0, num_steps=3)
     assert (ours - ref).abs().max() <= 1e-4 and (ours - noise).abs().max() > 0.1
+    # an explicit t_list (first-order steps) also keeps the image parts in CFG's negative
+    euler = wan_i2v.sample(noise, cond, neg_condition=["", ""], guidance_scale=5.0, t_list=[0.999, 0.5, 0.0])
+    assert (euler - noise).abs().max() > 0.1
 
 
 def test_wan_i2v_preprocess_batch_adds_the_first_frame_condition(wan_i2v):

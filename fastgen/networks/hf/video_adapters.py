@@ -287,10 +287,20 @@ class WanI2VAdapter(WanAdapter):
         inputs["encoder_hidden_states_image"] = condition["image_embeds"].to(x.dtype)
         return inputs
 
+    @staticmethod
+    def _negative(condition, neg_condition):
+        """CFG's negative: the condition with only the prompt swapped (the pipeline keeps the image parts)."""
+        if neg_condition is None:
+            return None
+        return {**condition, "prompt_embeds": neg_condition["prompt_embeds"]}
+
     def guided_native(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
-        if neg_condition is not None:
-            neg_condition = {**condition, **{k: v for k, v in neg_condition.items() if k == "prompt_embeds"}}
-        return super().guided_native(net, x, t, condition, neg_condition, guidance_scale, **kw)
+        return super().guided_native(net, x, t, condition, self._negative(condition, neg_condition),
+                                     guidance_scale, **kw)
+
+    def guided_x0(self, net, x, t, condition, neg_condition, guidance_scale, **kw):  # explicit t_list sampling
+        return super().guided_x0(net, x, t, condition, self._negative(condition, neg_condition), guidance_scale,
+                                 **kw)
 
     def encode_prompt(self, net, pipe, prompts, device) -> dict:
         """The T2V pipeline's text path on this pipeline's tokenizer / encoder: the same embeddings, but diffusers
