@@ -101,6 +101,23 @@ class SampleTConfig(ConfigNode):
 
 
 @attrs.define(slots=False)
+class LoRAConfig(ConfigNode):
+    """Low-rank adapters on the student (fastgen.methods.lora): only they train and are checkpointed.
+
+    The student's base weights stay frozen and are shared with the teacher (adapters disabled) when the teacher
+    uses the student's architecture; DMD2-style fake scores become a second adapter on the same base
+    (`fake_score_adapter`). Set on the command line with `- model.lora='{rank: 8}'`.
+    """
+
+    rank: int = 16
+    alpha: Optional[float] = None  # scale alpha / rank of the update; None: alpha = rank (scale 1)
+    # module names (suffix match, peft's rule); None: the standard attention projections of diffusers models
+    target_modules: Optional[list[str]] = None
+    dropout: float = 0.0
+    fake_score_adapter: bool = True  # False: the fake score is a full trainable copy of the base (as without LoRA)
+
+
+@attrs.define(slots=False)
 class BaseModelConfig(ConfigNode):
     net: DictConfig = fresh(EDM_CIFAR10_Config)
     teacher: Optional[DictConfig] = None  # separate teacher architecture (else the teacher uses `net`)
@@ -129,6 +146,7 @@ class BaseModelConfig(ConfigNode):
     precision_amp_infer: Optional[str] = None
     precision_amp_enc: Optional[str] = None
     precision_fsdp: Optional[str] = None
+    lora: Optional[LoRAConfig] = None  # None: the whole student trains; set: LoRA adapters only (see LoRAConfig)
 
 
 @attrs.define(slots=False)
