@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fastgen.utils.scripts import parse_args, setup
+    from fastgen.cli import parse_args, setup
 
     args = parse_args(argv)
     config = setup(args)  # exits 0 under --dryrun
@@ -33,6 +33,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from fastgen.utils.scripts import run_cli
+    from fastgen.cli import run_cli
 
     sys.exit(run_cli(main))

@@ -160,7 +160,7 @@ class Trainer:
         try:
             import yaml
 
-            from fastgen.utils.env import public_config_dict
+            from fastgen.configs.config_utils import public_config_dict
 
             return yaml.safe_dump(public_config_dict(self.config), sort_keys=True)
         except Exception as error:  # a config the serializer cannot handle must not stop training

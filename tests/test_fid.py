@@ -327,9 +327,9 @@ def _save_checkpoint(model, save_dir: str, iteration: int, seed: int) -> None:
 
 
 def test_compute_fid_from_ckpts_sweeps_new_checkpoints(tmp_path, monkeypatch):
+    from fastgen.cli import parse_args, resolve_config
     from fastgen.metrics import load_feature_extractor
     from fastgen.utils import instantiate
-    from fastgen.utils.scripts import parse_args, resolve_config
 
     sweep = _sweep_module()
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path / "out"))

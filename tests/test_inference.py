@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastgen.utils.scripts import UsageError, run_cli
+from fastgen.cli import UsageError, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "inference", "image_model_inference.py")

@@ -4,7 +4,7 @@ Rank 0 opens one W&B run per run directory (trainer.run_dir, else trainer.save_p
 continues the same run (`resume="allow"`). The mode comes from `$WANDB_MODE` if set, else
 `config.log_config.wandb_mode` ("online" | "offline" | "disabled"; disabled opens no run and writes no W&B files).
 The API key comes from `$WANDB_API_KEY` or the `log_config.wandb_credential` file; it is never logged, and the
-config sent to W&B is the redacted one (`fastgen.utils.env.public_config_dict`).
+config sent to W&B is the redacted one (`fastgen.configs.config_utils.public_config_dict`).
 
 Scalars: losses of `loss_map` are averaged over each logging interval (and over ranks); learning rates are read
 from the active optimizers when they step; every sibling callback's `logs` dict is collected and cleared at each
@@ -97,7 +97,7 @@ def public_config(config: Any) -> dict:
     if config is None:
         return {}
     try:
-        from fastgen.utils.env import public_config_dict
+        from fastgen.configs.config_utils import public_config_dict
 
         return public_config_dict(config)
     except Exception as e:  # noqa: BLE001 - logging must not stop training; the fallback is redacted too

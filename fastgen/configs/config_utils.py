@@ -486,6 +486,11 @@ def serialize_config(config: Any, return_type: str = "dict", path: str | os.Path
     return file
 
 
+def public_config_dict(config: Any) -> dict:
+    """The config as a plain dict safe to log, print, save or send to W&B (secrets redacted)."""
+    return serialize_config(config, return_type="dict", redact_secrets=True)
+
+
 def config_from_dict(data: Mapping, cls: Any, classes: Mapping[str, str] | None = None, prefix: str = "") -> Any:
     """Rebuild an attrs config of class `cls` (or the class recorded in `classes`) from plain data."""
     classes = classes or {}

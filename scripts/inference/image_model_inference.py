@@ -27,7 +27,7 @@ SAMPLER_TYPES = ("auto", "student", "heun", "euler")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fastgen.utils.scripts import _Parser
+    from fastgen.cli import _Parser
 
     parser = _Parser(
         description="Sample a class-conditional (or unconditional) image model: writes one PNG per sample and a grid "
@@ -80,7 +80,7 @@ def known_class_names(label_dim: int) -> list[str]:
 
 def parse_class_entry(entry: str, names: list[str]) -> int:
     """'7', '7 Sneaker' or 'sneaker' -> 7, checked against the label set."""
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     entry = entry.strip()
     head = entry.split(maxsplit=1)[0] if entry else ""
@@ -97,7 +97,7 @@ def parse_class_entry(entry: str, names: list[str]) -> int:
 
 def resolve_classes(args: argparse.Namespace, label_dim: int) -> list[int]:
     """Class ids from --classes / --prompt_file (at most one), default all; [] for an unconditional network."""
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     if args.classes is not None and args.prompt_file is not None:
         raise UsageError("give either --classes or --prompt_file, not both")
@@ -191,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from loguru import logger
 
+    from fastgen.cli import UsageError, check_opts, resolve_config
     from fastgen.methods.model import resolve_device
     from fastgen.utils.image_grid import save_image_grid
     from fastgen.utils.logging import setup_logging
-    from fastgen.utils.scripts import UsageError, check_opts, resolve_config
 
     args = build_parser().parse_args(argv)
     args.opts = check_opts(args.opts)
@@ -252,6 +252,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from fastgen.utils.scripts import run_cli
+    from fastgen.cli import run_cli
 
     sys.exit(run_cli(main))

@@ -1,4 +1,6 @@
-"""Command-line set-up shared by train.py and the inference scripts.
+"""Command-line set-up shared by train.py, the demo and the inference/FID scripts.
+
+It sits above `fastgen.configs` (it loads configs), so `fastgen.utils` never has to import upwards.
 
 `parse_args` reads `--config=PATH [--log_level LEVEL] [--dryrun] - key=value ...`; `setup(args)` loads the config,
 applies the overrides, places the run under `$FASTGEN_OUTPUT_ROOT/{project}/{group}/{name}/`, derives gradient
