@@ -19,6 +19,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _args import benchmark_parser  # noqa: E402
 from _oracle_common import NUM_EVAL, quiet_logs, swd_to_data  # noqa: E402
 from oracle_consistency import oracle_rows as consistency_rows  # noqa: E402
 from oracle_distribution_matching import oracle_rows as distribution_matching_rows  # noqa: E402
@@ -41,7 +42,8 @@ def reference_rows() -> list[dict]:
     ]
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    benchmark_parser(__doc__).parse_args(argv)  # --help answers here, before any training
     quiet_logs()
     rows = reference_rows()
     for row in distribution_matching_rows() + consistency_rows():

@@ -17,6 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _args import parse_methods  # noqa: E402
 from _oracle_common import measured_row, print_rows, quiet_logs  # noqa: E402
 
 METHODS = ("dmd2", "f_distill", "ladd", "sid", "dmd2_fake_feat")
@@ -53,5 +54,6 @@ def oracle_rows(methods=METHODS) -> list[dict]:
 
 
 if __name__ == "__main__":
+    selected = parse_methods(__doc__, METHODS)
     quiet_logs()
-    print_rows(oracle_rows(tuple(sys.argv[1:])) if len(sys.argv) > 1 else oracle_rows())
+    print_rows(oracle_rows(selected))
