@@ -116,6 +116,9 @@ def resolve_config(args, evaluation: bool = False):
     checkpointer = config.trainer.checkpointer
     if not os.path.isabs(checkpointer.save_dir):
         checkpointer.save_dir = os.path.join(config.log_config.save_path, checkpointer.save_dir)
+    from fastgen.configs.validate import check_micro_batch, validate_config
+
+    validate_config(config)  # bad values fail here, so --dryrun catches them
     trainer, model = config.trainer, config.model
     if getattr(model, "fsdp_meta_init", False) and (
         not trainer.fsdp or evaluation or checkpointer.pretrained_ckpt_path
@@ -130,8 +133,9 @@ def resolve_config(args, evaluation: bool = False):
             micro, trainer.grad_accum_rounds = split_global_batch(trainer.batch_size_global, batch_size, world)
         except ValueError as e:
             raise UsageError(str(e)) from None
+        check_micro_batch(micro, batch_size, trainer.batch_size_global // world, trainer.batch_size_global, world)
         if micro != batch_size:
-            logger.info(f"dataloader_train.batch_size {batch_size} -> {micro} so that {micro} x {world} process(es) "
+            logger.warning(f"dataloader_train.batch_size {batch_size} -> {micro} so that {micro} x {world} process(es) "
                         f"x {trainer.grad_accum_rounds} round(s) = batch_size_global {trainer.batch_size_global}")
             config.dataloader_train.batch_size = micro
     return config
