@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         Trainer(config).run(model)
     finally:
         from fastgen.utils.distributed import clean_up
+        from fastgen.utils.run_dir import release_run_lock
 
+        release_run_lock(config.log_config.save_path)  # (also released at exit, e.g. after a crash above)
         clean_up()
     return 0
 

@@ -169,6 +169,8 @@ def setup(args, evaluation: bool = False):
     if batch_size is not None:
         logger.info(f"global batch size: {batch_size} x {config.trainer.grad_accum_rounds} accumulation rounds x "
                     f"{world} processes = {batch_size * config.trainer.grad_accum_rounds * world}")
+    if not evaluation:
+        _prepare_run_folder(config)  # before config.yaml: a refused run must not overwrite another run's record
     if current_rank() == 0:
         out_dir = config.log_config.save_path
         if evaluation:
@@ -177,6 +179,26 @@ def setup(args, evaluation: bool = False):
         logger.info(f"resolved config saved to {path}")
     _set_backend_flags(config)
     return config
+
+
+def _prepare_run_folder(config) -> None:
+    """Rank 0 locks the run folder, refuses mixing runs, removes partial saves, checks writability; every rank
+    raises the same one-line error (the other ranks must not wait for a rank 0 that gave up)."""
+    from fastgen.utils.distributed import broadcast_object
+    from fastgen.utils.run_dir import RunFolderError, prepare_run_folder
+
+    error = None
+    if current_rank() == 0:
+        try:
+            removed = prepare_run_folder(config.log_config.save_path, config.trainer.checkpointer.save_dir,
+                                         resume=config.trainer.resume)
+            if removed:
+                logger.info(f"removed {len(removed)} partial checkpoint(s) of an interrupted save: {', '.join(removed)}")
+        except RunFolderError as e:
+            error = str(e)
+    error = broadcast_object(error)
+    if error is not None:
+        raise UsageError(error)
 
 
 def _set_backend_flags(config) -> None:

@@ -132,12 +132,16 @@ def run_training_stage(config_path: str, overrides: list[str], log_level: str) -
     from fastgen.cli import setup
     from fastgen.trainer import Trainer
     from fastgen.utils import instantiate
+    from fastgen.utils.run_dir import release_run_lock
 
     args = parse_train_args(["--config", config_path, "--log_level", log_level, "-", *overrides])
     config = setup(args)
     logger.info(f"python train.py --config={os.path.relpath(config_path)} - {' '.join(overrides)}")
     model = instantiate(config.model_class, config=config.model)
-    Trainer(config).run(model)
+    try:
+        Trainer(config).run(model)
+    finally:
+        release_run_lock(config.log_config.save_path)
     return model, config
 
 
