@@ -178,3 +178,25 @@ def test_derived_seeds_do_not_collide():
 def test_config_drift_lists_changed_lines():
     assert config_drift("a: 1\nb: 2\n", "a: 1\nb: 2\n") == []
     assert config_drift("a: 1\nb: 2\n", "a: 1\nb: 3\n") == ["-b: 2", "+b: 3"]
+
+
+def test_sft_checkpoint_initialises_dmd2_with_strict_false(tmp_path, warnings_log):
+    from fastgen.configs.experiments.Toy import config_dmd2
+    from fastgen.methods import DMD2Model
+
+    sft = small_model()
+    one_step(sft, seed=3)
+    config = config_dmd2.create_config().model
+    config.net.hidden_dim, config.net.num_layers = 16, 1
+    config.gan_loss_weight_gen = 0.0
+    dmd2 = DMD2Model(config)
+    dmd2.on_train_begin()
+    dmd2.init_optimizers()
+    fake_before = {k: v.clone() for k, v in dmd2.fake_score.state_dict().items()}
+    state = Checkpointer(str(tmp_path)).load(Checkpointer(str(tmp_path)).save(collect_state(sft, iteration=7), 7))
+    with pytest.raises(CheckpointError, match="no weights for 'fake_score'"):
+        restore_state(dmd2, state)  # strict: a missing network is an error
+    assert restore_state(dmd2, state, strict=False) == 7
+    assert_states_equal(dmd2.net.state_dict(), sft.net.state_dict())
+    assert_states_equal(dmd2.fake_score.state_dict(), fake_before)  # starts fresh, with a warning
+    assert any("no weights for 'fake_score'" in m and "keeps its current weights" in m for m in warnings_log)

@@ -291,19 +291,29 @@ def load_module_state(module: torch.nn.Module, state_dict: Mapping[str, Any], na
         logger.warning(message)
 
 
+def has_entry(saved: Mapping[str, Any], name: str, kind: str, strict: bool) -> bool:
+    """Whether `saved` holds `name`; a missing one is an error when strict, else a warning (and is skipped), so that
+    e.g. an SFT checkpoint (net only) initialises a DMD2 model whose fake_score/discriminator start fresh."""
+    if name in saved:
+        return True
+    message = f"checkpoint has no {kind} for '{name}' (it holds {sorted(saved)})"
+    if strict:
+        raise CheckpointError(message)
+    logger.warning(f"{message}; '{name}' keeps its current {kind}")
+    return False
+
+
 def restore_state(model: Any, state: Mapping[str, Any], callbacks: Any = None, strict: bool = True) -> int:
     """Load networks, optimizers, schedulers, grad scaler and callbacks from `state`; returns its iteration."""
     saved_models = state.get("model") or {}
     for name, module in model.model_dict.items():
-        if name not in saved_models:
-            raise CheckpointError(f"checkpoint has no weights for '{name}' (it holds {sorted(saved_models)})")
-        load_module_state(module, saved_models[name], name, strict=strict)
+        if has_entry(saved_models, name, "weights", strict):
+            load_module_state(module, saved_models[name], name, strict=strict)
     for kind, current in (("optimizer", model.optimizer_dict), ("scheduler", model.scheduler_dict)):
         saved = state.get(kind) or {}
         for name, obj in current.items():
-            if name not in saved:
-                raise CheckpointError(f"checkpoint has no {kind} state for '{name}' (it holds {sorted(saved)})")
-            obj.load_state_dict(saved[name])
+            if has_entry(saved, name, f"{kind} state", strict):
+                obj.load_state_dict(saved[name])
     scaler = getattr(model, "grad_scaler", None)
     if scaler is not None and scaler.is_enabled() and state.get("grad_scaler"):
         scaler.load_state_dict(state["grad_scaler"])
