@@ -44,6 +44,7 @@ def dryrun(overrides, capsys, monkeypatch, tmp_path, world=None):
      "model.fake_score_scheduler: unknown scheduler 'fastgen.utils.lr_scheduler.LambdaNope'"),
     (["model.device=cuda"], "model.device='cuda' but no CUDA GPU is available here; use model.device=auto"),
     (["model.device=tpu"], "model.device='tpu' is not supported; expected one of auto, cpu, cuda"),
+    (["model.use_ema=3"], "model.use_ema=3 must be true, false or a list of names starting with 'ema'"),
     (["trainer.global_vars={MAX_VAL_STEPZ: 2}"], "trainer.global_vars.MAX_VAL_STEPZ is not a global variable"),
     (["trainer.batch_size_global=257"],
      "trainer.batch_size_global=257 splits exactly only into micro-batches of 1 per process "

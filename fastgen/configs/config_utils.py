@@ -225,6 +225,8 @@ def coerce_value(value: Any, tp: Any, raw: str | None = None, current: Any = Non
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise _Mismatch
+        if tp is dict:  # an optional LazyCall field: `Optional[dict]`, since OmegaConf rejects Optional[DictConfig]
+            return DictConfig(dict(value), flags={"allow_objects": True})
         value_tp = args[1] if len(args) == 2 else Any
         return {k: coerce_value(v, value_tp) for k, v in value.items()}
     if tp is DictConfig:

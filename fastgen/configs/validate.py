@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from fastgen.configs.config_utils import ConfigError
 from fastgen.configs.opt import OPTIMIZER_TYPES
@@ -111,6 +111,12 @@ def check_device(device: Any) -> None:
 def check_model(model: Any) -> None:
     check_device(model.device)
     check_optimizers_and_schedulers(model)
+    use_ema = model.use_ema  # typed Any for OmegaConf's sake, so checked here
+    names = [use_ema] if isinstance(use_ema, str) else use_ema
+    if not (isinstance(use_ema, bool) or use_ema is None or (
+            isinstance(names, (list, tuple, ListConfig)) and all(isinstance(n, str) for n in names))):
+        raise ConfigError(f"model.use_ema={use_ema!r} must be true, false or a list of names starting with 'ema' "
+                          f"(e.g. [ema, ema_2])")
     if model.skip_layers is not None:
         raise ConfigError(f"model.skip_layers={list(model.skip_layers)!r}: skip-layer guidance is not implemented by "
                           f"any network here (the reference uses it for Wan only); remove the override or set null")
