@@ -103,3 +103,8 @@ def test_unwritable_checkpoint_folder_fails_before_training(tmp_path):
         prepare_run_folder(str(tmp_path / "run"), str(save_dir), resume=True)
     assert str(error.value).startswith(f"checkpoint folder {save_dir} is not writable (")
     assert not (tmp_path / "run" / run_dir.LOCK_FILE).exists()
+
+
+def test_writability_probe_leaves_no_folder_behind(tmp_path):
+    run_dir.check_writable(str(tmp_path / "new/run/checkpoints"))
+    assert os.listdir(tmp_path) == []

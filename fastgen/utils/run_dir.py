@@ -142,15 +142,22 @@ def remove_partial_checkpoints(save_dir: str) -> list[str]:
 
 
 def check_writable(folder: str) -> None:
-    """Create `folder` and write/delete a probe file there; a RunFolderError names the folder and the cause."""
+    """Write/delete a probe file in `folder`; a RunFolderError names the folder and the cause.
+
+    Folders created for the probe are removed again (a run whose checkpoints live on S3 only keeps no local folder).
+    """
+    created, parent = [], os.path.abspath(folder)
+    while not os.path.exists(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
     probe = os.path.join(folder, f".write_probe{os.getpid()}")
     try:
         os.makedirs(folder, exist_ok=True)
-        with open(probe, "wb") as file:
+        with open(probe, "wb") as file:  # (no fsync: on a busy disk it costs seconds and proves nothing more here)
             file.write(b"0" * 4096)
-            file.flush()
-            os.fsync(file.fileno())
         os.remove(probe)
+        for path in created:  # deepest first
+            os.rmdir(path)
     except OSError as error:
         raise RunFolderError(
             f"checkpoint folder {folder} is not writable ({type(error).__name__}: {error.strerror or error}); fix "
