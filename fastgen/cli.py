@@ -33,7 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(description: str = "fastgen", usage: str = USAGE) -> argparse.ArgumentParser:
     parser = _Parser(description=description, usage=usage)
-    parser.add_argument("--config", required=True, help="path to a config .py file with create_config()")
+    parser.add_argument("--config", required=True,
+                        help="a config .py file with create_config(), or a run's saved config.yaml")
     parser.add_argument("--log_level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO")
     parser.add_argument("--dryrun", action="store_true", help="print the resolved config and exit")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="'-' then key=value overrides (Hydra grammar)")
@@ -107,9 +108,9 @@ def env_world_size() -> int:
 
 def resolve_config(args, evaluation: bool = False):
     """Load the config file and overrides and derive the run-dependent fields (pure: builds and writes nothing)."""
-    from fastgen.configs.config_utils import import_config_from_python_file, override_config_with_opts
+    from fastgen.configs.config_utils import load_config_file, override_config_with_opts
 
-    config = import_config_from_python_file(args.config)
+    config = load_config_file(args.config)
     logger.debug(f"loaded {type(config).__module__}.{type(config).__name__} from {args.config}")
     config = override_config_with_opts(config, args.opts)
     logger.debug(f"applied {max(len(args.opts) - 1, 0)} override(s)")
@@ -139,6 +140,16 @@ def resolve_config(args, evaluation: bool = False):
                         f"x {trainer.grad_accum_rounds} round(s) = batch_size_global {trainer.batch_size_global}")
             config.dataloader_train.batch_size = micro
     return config
+
+
+def check_image_config(config, script: str) -> None:
+    """Image scripts (inference grids, FID) need pixel images [C, H, W] with 1 or 3 channels: say so before any
+    network is built or sampled, instead of failing on the first batch."""
+    shape = [int(s) for s in config.model.input_shape]
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        kind = "vectors" if len(shape) == 1 else "videos" if len(shape) == 4 else f"{shape[0]}-channel latents"
+        raise UsageError(f"{script} works on pixel images [C, H, W] with 1 or 3 channels, but this config's "
+                         f"model.input_shape={shape} describes {kind}; pass an image experiment's config")
 
 
 def init_distributed() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 from _config_files import REPO
@@ -76,3 +77,23 @@ def test_allowed_values_match_their_users():
     from fastgen.methods.model import DEVICE_TYPES
 
     assert validate.WANDB_MODES == WANDB_MODES and validate.DEVICE_TYPES == DEVICE_TYPES
+
+
+def test_saved_config_yaml_is_a_valid_config(capsys, monkeypatch, tmp_path):
+    # a finished run's record reruns (or resumes) as `--config=.../config.yaml`, and resolves to the same config
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path / "out"))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    toy = "fastgen/configs/experiments/Toy/config_sft.py"
+    overrides = ["-", "trainer.max_iter=1", "trainer.batch_size_global=96", "log_config.name=first", "trainer.callbacks={}"]
+    assert run_cli(TRAIN_MAIN, [f"--config={toy}", *overrides]) == 0, capsys.readouterr().err
+    saved = tmp_path / "out/fastgen/toy/first/config.yaml"
+    assert saved.is_file()
+    capsys.readouterr()
+    assert run_cli(TRAIN_MAIN, [f"--config={toy}", "--dryrun", *overrides]) == 0
+    from_py = capsys.readouterr().out
+    assert run_cli(TRAIN_MAIN, [f"--config={saved}", "--dryrun"]) == 0
+    assert capsys.readouterr().out == from_py
+    # resuming from the record: the run continues at its last checkpoint
+    assert run_cli(TRAIN_MAIN, [f"--config={saved}", "-", "trainer.max_iter=2"]) == 0
+    assert "resumed from" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "out/fastgen/toy/first/checkpoints")) == ["0000001.pth", "0000002.pth"]

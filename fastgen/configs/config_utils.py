@@ -57,11 +57,32 @@ def _module_name_for(path: Path) -> str | None:
     return None
 
 
+def load_config_file(path: str | os.PathLike) -> Any:
+    """`--config`: a `.py` file with create_config(), or a run's saved `config.yaml` (rerun or resume from it)."""
+    if str(path).endswith((".yaml", ".yml")):
+        if not Path(str(path)).expanduser().is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        return load_config_from_yaml(Path(str(path)).expanduser())
+    return import_config_from_python_file(path)
+
+
 def import_config_from_python_file(path: str | os.PathLike) -> Any:
-    """Load the `.py` file at `path` (relative to the CWD or absolute) and return its `create_config()`."""
+    """Load the `.py` file at `path` (relative to the CWD or absolute) and return its `create_config()`.
+
+    A syntax error (in the file or in a module it imports) is a ConfigError naming that file, line and text."""
+    try:
+        return _import_config(path)
+    except SyntaxError as error:
+        where = f"{error.filename or path}, line {error.lineno}" if error.lineno else str(error.filename or path)
+        text = f": {error.text.strip()}" if error.text and error.text.strip() else ""
+        raise ConfigError(f"syntax error in config file {where}: {error.msg}{text}") from error
+
+
+def _import_config(path: str | os.PathLike) -> Any:
     path_str = str(path)
     if not path_str.endswith(".py"):
-        raise ConfigError(f"config must be a .py file with a create_config() function, got '{path_str}'")
+        raise ConfigError(f"config must be a .py file with a create_config() function (or a run's config.yaml), "
+                          f"got '{path_str}'")
     file = Path(path_str).expanduser()
     if not file.is_file():
         raise ConfigError(f"config file '{path_str}' does not exist")
