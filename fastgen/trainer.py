@@ -33,6 +33,7 @@ from fastgen.utils import distributed as dist_utils
 from fastgen.utils import instantiate
 from fastgen.utils.checkpointer import (
     Checkpointer,
+    CheckpointError,
     collect_state,
     config_drift,
     load_pretrained_checkpoint,
@@ -174,6 +175,12 @@ class Trainer:
         sharded = getattr(self.checkpointer, "all_ranks_save", False)  # DCP: collective, reads into the model
         found = self.checkpointer.load_latest(model) if sharded else self.checkpointer.load_latest()
         if found is None:
+            present = self.checkpointer.list_checkpoints()
+            if present:  # every one was unusable (each reported by load_latest): never restart silently over them
+                raise CheckpointError(
+                    f"none of the {len(present)} checkpoint(s) in {self.checkpointer.save_dir} can be loaded (the "
+                    f"reason for each is logged above); move them away to start from iteration 0, or start a new "
+                    f"run with log_config.name=NEW_NAME")
             logger.info(f"no checkpoint in {self.checkpointer.save_dir}: starting from iteration 0")
             return 0, None
         state, path = found

@@ -108,3 +108,14 @@ def test_usage_errors_exit_2(script, weights, tmp_path, capsys):
     code = run_cli(script.main, [f"--config={DMD2_CONFIG}", f"--ckpt_path={ckpt}", "--net_key=fake_score",
                                  f"--out_dir={tmp_path}"])
     assert code == 1 and "--net_key 'fake_score' is not in" in capsys.readouterr().err
+
+
+def test_non_image_config_is_refused_before_sampling(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+    toy = os.path.join(ROOT, "fastgen", "configs", "experiments", "Toy", "config_dmd2.py")
+    code = run_cli(script.main, [f"--config={toy}", f"--out_dir={tmp_path / 'inference'}"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: image_model_inference.py works on pixel images [C, H, W] with 1 or 3 channels, but this config's "
+        "model.input_shape=[2] describes vectors; pass an image experiment's config")
+    assert not (tmp_path / "inference").exists()

@@ -23,6 +23,7 @@ import difflib
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,19 +73,47 @@ def atomic_torch_save(obj: Any, path: str) -> None:
     _fsync_dir(directory)
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+# how torch's weights-only unpickler names an object it refuses ("Unsupported global: GLOBAL io.open ...")
+_UNSAFE_GLOBAL = re.compile(r"unsupported global:? (?:GLOBAL )?([\w.]+)", re.IGNORECASE)
+
+
+def _looks_like_torch_file(head: bytes) -> bool:
+    """torch.save output: a zip archive, or (legacy format) a pickle stream of protocol 2..5."""
+    return head.startswith(ZIP_MAGIC) or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's first line, dropping torch's advice to retry with weights_only=False (never safe to follow)."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return type(error).__name__ if "weights_only" in line else line
+
+
 def safe_torch_load(path: str) -> Any:
-    """torch.load(weights_only=True) with clear errors: missing file, unsafe pickle, truncated/corrupt file."""
+    """torch.load(weights_only=True) with clear errors: missing file, not a checkpoint at all, unsafe pickle,
+    truncated/corrupt file. torch's own warnings (e.g. about pickle protocols of a damaged file) are not shown."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if not _looks_like_torch_file(head):
+        size = os.path.getsize(path)
+        raise CheckpointError(f"{path} is not a checkpoint: {size} bytes that are neither a torch.save archive nor "
+                              f"a safetensors file" if size else f"{path} is not a checkpoint: the file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"refusing to load {path}: it contains objects other than tensors and plain containers, and loading it "
-            f"could run arbitrary code (torch.load weights_only=True rejected it: {str(error).splitlines()[0]})"
-        ) from error
+        unsafe = _UNSAFE_GLOBAL.search(str(error))
+        if unsafe:
+            raise CheckpointError(
+                f"refusing to load {path}: it stores a Python object ({unsafe.group(1)}), and loading it could run "
+                f"arbitrary code; fastgen checkpoints hold only tensors and plain containers"
+            ) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (damaged data)") from None
     except Exception as error:  # truncated zip, bad magic number, EOF ...
-        raise CheckpointError(f"cannot read {path} (truncated or corrupt?): {type(error).__name__}: {error}") from error
+        raise CheckpointError(f"cannot read {path} (truncated or corrupt?): {_first_line(error)}") from None
 
 
 class Checkpointer:

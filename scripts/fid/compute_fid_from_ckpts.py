@@ -153,7 +153,7 @@ def load_inference_weights(model, state: dict, path: str, network: str | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fastgen.cli import UsageError, parse_args, setup
+    from fastgen.cli import UsageError, check_image_config, parse_args, setup
     from fastgen.metrics import compute_fid, load_feature_extractor, load_stats
     from fastgen.metrics.fid import check_compatible
     from fastgen.utils import instantiate
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be positive; got {args.batch_size}")
     config = setup(args, evaluation=True)
+    check_image_config(config, "compute_fid_from_ckpts.py")
     run_dir = config.log_config.save_path
     output = args.output or os.path.join(run_dir, f"fid_{args.network}.json" if args.network else "fid.json")
     steps = int(config.model.student_sample_steps)

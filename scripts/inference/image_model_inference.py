@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from loguru import logger
 
-    from fastgen.cli import UsageError, check_opts, resolve_config
+    from fastgen.cli import UsageError, check_image_config, check_opts, resolve_config
     from fastgen.methods.model import resolve_device
     from fastgen.utils.image_grid import save_image_grid
     from fastgen.utils.logging import setup_logging
@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_samples_per_class < 1 or args.batch_size < 1:
         raise UsageError("--num_samples_per_class and --batch_size must be >= 1")
     config = resolve_config(args)
+    check_image_config(config, "image_model_inference.py")
     device = resolve_device(args.device)
     ckpt_path = args.ckpt_path or config.model.pretrained_model_path
     net, source = load_network(config, ckpt_path, args.net_key)
