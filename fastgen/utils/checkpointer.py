@@ -89,6 +89,26 @@ def _first_line(error: BaseException) -> str:
     return type(error).__name__ if "weights_only" in line else line
 
 
+def _first_pickled_global(path: str) -> str | None:
+    """The first class/function a plain pickle file refers to (read with pickletools: nothing is executed), or None
+    when it names none or is not readable as a pickle (then it is damaged rather than dangerous)."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as file:
+            for opcode, arg, _ in pickletools.genops(file):
+                if opcode.name == "GLOBAL":
+                    return str(arg).replace(" ", ".")
+                if opcode.name == "STACK_GLOBAL":
+                    return ".".join(strings[-2:]) or "an object"
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001 - damaged data: no verdict
+        return None
+    return None
+
+
 def safe_torch_load(path: str) -> Any:
     """torch.load(weights_only=True) with clear errors: missing file, not a checkpoint at all, unsafe pickle,
     truncated/corrupt file. torch's own warnings (e.g. about pickle protocols of a damaged file) are not shown."""
@@ -106,9 +126,10 @@ def safe_torch_load(path: str) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         unsafe = _UNSAFE_GLOBAL.search(str(error))
-        if unsafe:
+        name = unsafe.group(1) if unsafe else _first_pickled_global(path)
+        if name:
             raise CheckpointError(
-                f"refusing to load {path}: it stores a Python object ({unsafe.group(1)}), and loading it could run "
+                f"refusing to load {path}: it stores a Python object ({name}), and loading it could run "
                 f"arbitrary code; fastgen checkpoints hold only tensors and plain containers"
             ) from None
         raise CheckpointError(f"{path} is not a readable checkpoint (damaged data)") from None
