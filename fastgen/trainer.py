@@ -330,12 +330,20 @@ class Trainer:
         return now, iteration
 
     # --- validation ---------------------------------------------------------------------------------------------
-    def validate(self, model: Any, iteration: int) -> dict[str, float]:
-        """Mean validation losses over `MAX_VAL_STEPS` batches (trainer.global_vars), under no_grad, without an
-        optimizer step, from the start of the validation stream with a fixed seed, leaving all RNG streams as
-        they were (so the training trajectory does not depend on validation_iter)."""
+    def validate(self, model: Any, iteration: int) -> list[dict[str, float]]:
+        """One validation pass per entry of `trainer.global_vars_val` (default [None]: one plain pass); each entry
+        temporarily updates `trainer.global_vars` (e.g. {MAX_VAL_STEPS: 8}). Returns each pass's mean losses."""
+        trainer_cfg = self.config.trainer
+        base = dict(trainer_cfg.global_vars or {})
+        return [self.validation_pass(model, iteration, {**base, **dict(entry or {})}, index)
+                for index, entry in enumerate(trainer_cfg.global_vars_val or [None])]
+
+    def validation_pass(self, model: Any, iteration: int, global_vars: Mapping[str, Any], index: int = 0
+                        ) -> dict[str, float]:
+        """Mean validation losses over `MAX_VAL_STEPS` batches, under no_grad, without an optimizer step, from the
+        start of the validation stream with a fixed seed, leaving all RNG streams as they were (so the training
+        trajectory does not depend on validation_iter)."""
         trainer_cfg, callbacks = self.config.trainer, self.callbacks
-        global_vars = trainer_cfg.global_vars or {}
         max_steps = int(global_vars.get("MAX_VAL_STEPS", DEFAULT_MAX_VAL_STEPS))
         val_seed = trainer_cfg.val_seed if trainer_cfg.val_seed is not None else trainer_cfg.seed
         meter = _LossMeter()
@@ -355,7 +363,8 @@ class Trainer:
                                                  iteration=iteration)
             callbacks.on_validation_end(model, iteration=iteration)
         losses = meter.pop()
-        logger.info(f"validation at iter {iteration}: " + " ".join(f"{k}={v:.5g}" for k, v in losses.items()))
+        label = "validation" if index == 0 else f"validation {index} ({dict(global_vars)})"
+        logger.info(f"{label} at iter {iteration}: " + " ".join(f"{k}={v:.5g}" for k, v in losses.items()))
         return losses
 
     # --- checkpoints --------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Scalars: losses of `loss_map` are averaged over each logging interval (and over 
 from the active optimizers when they step; every sibling callback's `logs` dict is collected and cleared at each
 logging iteration (`iteration % logging_iter == 0` and iteration 1). All rows carry `iteration`, which is the
 x-axis (a custom step metric, so rows re-logged after a resume are not dropped by W&B's monotonic `_step`).
-Sample grids (`outputs["gen_rand"]`) go to W&B and, unless `save_png=False`, to `{run_dir}/samples/*.png`.
+Sample grids (`outputs["gen_rand"]`) go to W&B and, unless `save_png=False`, to `{run_dir}/samples/*.png`; with
+`trainer.visualize_teacher=True` the teacher's samples from the same noise go beside them (`train_media/teacher`).
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ def public_config(config: Any) -> dict:
         return redact(_plain(config))
 
 
+def _first(condition: Any, n: int) -> Any:
+    """The first n samples of a condition (a tensor, or a mapping of tensors); anything else unchanged."""
+    if isinstance(condition, torch.Tensor):
+        return condition[:n]
+    if isinstance(condition, Mapping):
+        return {k: _first(v, n) for k, v in condition.items()}
+    return condition
+
+
 class _Averager:
     """Sums of scalar losses kept on their device (no host sync per iteration) and how often each was seen."""
 
@@ -169,6 +179,7 @@ class WandbCallback(Callback):
         self._val_pass = 0
         self._val_step = 0
         self._val_images: torch.Tensor | None = None
+        self._warned_no_teacher = False
 
     # --- setup -----------------------------------------------------------------------------------------------------
     @property
@@ -259,6 +270,9 @@ class WandbCallback(Callback):
             images = self.sample_images(model, outputs)
             if images is not None:
                 row.update(self._media("train_media/samples", images, f"iter_{iteration:07d}.png"))
+            teacher = self.teacher_images(model, outputs, data)
+            if teacher is not None:
+                row.update(self._media("train_media/teacher", teacher, f"teacher_iter_{iteration:07d}.png"))
         if row:
             self.log(row, iteration)
 
@@ -320,6 +334,30 @@ class WandbCallback(Callback):
         generated = outputs.get("gen_rand") if isinstance(outputs, Mapping) else None
         if callable(generated):
             generated = generated()
+        return self._as_images(model, generated)
+
+    @torch.no_grad()
+    def teacher_images(self, model: Any, outputs: Any, data: Any) -> torch.Tensor | None:
+        """With trainer.visualize_teacher: the teacher's multi-step samples (FastGenModel.sample, with the model's
+        guidance) from the same noise as the student's grid (`outputs["input_rand"]`) and the batch's condition."""
+        if not getattr(getattr(self.config, "trainer", None), "visualize_teacher", False):
+            return None
+        root = unwrap_model(model)
+        teacher = getattr(root, "teacher", None)
+        noise = outputs.get("input_rand") if isinstance(outputs, Mapping) else None
+        if teacher is None or not isinstance(noise, torch.Tensor) or not hasattr(root, "sample"):
+            if not self._warned_no_teacher:
+                logger.warning("trainer.visualize_teacher=True, but this method has no teacher network (or its "
+                               "outputs no 'input_rand' noise): only student samples are logged")
+                self._warned_no_teacher = True
+            return None
+        n = min(self.num_grid_samples, noise.shape[0])
+        data = data if isinstance(data, Mapping) else {}
+        samples = root.sample(teacher, noise[:n], condition=_first(data.get("condition"), n),
+                              neg_condition=_first(data.get("neg_condition"), n))
+        return self._as_images(model, samples)
+
+    def _as_images(self, model: Any, generated: Any) -> torch.Tensor | None:
         if not isinstance(generated, torch.Tensor):
             return None
         images = generated[: self.num_grid_samples]
