@@ -1,16 +1,14 @@
 """Discriminator heads: logits [B, heads], each head sees only its own feature, GroupNorm group choice, tiny
-resolutions, video head types and their errors."""
+resolutions (the video heads: test_discriminators_video.py)."""
 
 import pytest
 import torch
 from torch import nn
 
 from fastgen.networks.discriminators import (
-    VIDEO_DISC_TYPES,
     Discriminator_EDM,
     Discriminator_ImageDiT,
     Discriminator_MLP,
-    Discriminator_VideoDiT,
     edm_head,
     group_norm_groups,
 )
@@ -129,29 +127,6 @@ def test_image_dit_discriminator():
     logits = assert_heads_independent(disc, feats)
     # global average pool of the 1x1-conv logit map
     torch.testing.assert_close(logits[:, 0], head[:-1](feats[0]).mean(dim=(1, 2, 3)))
-
-
-@pytest.mark.parametrize("disc_type", sorted(VIDEO_DISC_TYPES))
-def test_video_dit_discriminator_types(disc_type):
-    torch.manual_seed(0)
-    disc = Discriminator_VideoDiT(feature_indices=[1, 3], num_blocks=4, disc_type=disc_type, inner_dim=16)
-    feats = [torch.randn(2, 16, 3, 6, 6), torch.randn(2, 16, 3, 6, 6)]
-    logits = assert_heads_independent(disc, feats)
-    assert logits.std() > 0
-    # a single frame at 2x2 still works
-    assert disc([torch.randn(2, 16, 1, 2, 2)] * 2).shape == (2, 2)
-
-
-def test_video_dit_defaults_and_unknown_type():
-    disc = Discriminator_VideoDiT(num_blocks=30, inner_dim=16)
-    assert disc.feature_indices == [15] and disc.disc_type == "conv3d_down_mlp_efficient"
-    # efficient = 4x channel reduction before the 3-D convs
-    assert disc.heads["15"].reduce[0].out_channels == 4
-    large = Discriminator_VideoDiT([0], num_blocks=2, disc_type="multiscale_down_mlp_large", inner_dim=16)
-    assert large.heads["0"].mlp[0].in_features == 16 * 3 and large.heads["0"].mlp[0].out_features == 32
-    with pytest.raises(ValueError, match="conv3d_down_mlp_efficient") as err:
-        Discriminator_VideoDiT([0], num_blocks=2, disc_type="transformer_head", inner_dim=16)
-    assert "transformer_head" in str(err.value) and "multiscale_down_mlp_large" in str(err.value)
 
 
 def test_mlp_discriminator_for_vector_features():

@@ -5,6 +5,7 @@ Every discriminator takes the list of teacher features the teacher returned for 
 independent head per feature (an nn.ModuleDict keyed by the feature index), so each logit depends on its own
 feature only. Ask the teacher for exactly these features:
 `teacher(x_t, t, condition, feature_indices=disc.feature_indices, return_features_early=True)`.
+The video heads live in discriminators_video.py (still importable from here, see __getattr__ at the end).
 """
 
 from __future__ import annotations
@@ -119,86 +120,6 @@ class Discriminator_ImageDiT(Discriminator):
             )
 
 
-# -------------------------------------------------------------------------------------------- video DiT
-def _conv3d_gn_silu(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
-    return [
-        nn.Conv3d(c_in, c_out, kernel, stride, kernel // 2),
-        nn.GroupNorm(group_norm_groups(c_out), c_out),
-        nn.SiLU(),
-    ]
-
-
-class VideoHead(nn.Module):
-    """[B, C, T, H, W] -> [B, 1]: optional 1x1x1 channel reduction, `num_down` (Conv3d 3^3 stride 2 + GN + SiLU)
-    stages, global average pool (of the last stage, or of every stage concatenated when `multiscale`: coarse
-    and fine statistics both reach the classifier), then an MLP -> 1 logit. Kernel 3 / padding 1 / stride 2 keeps
-    any T, H, W >= 1 valid."""
-
-    def __init__(self, channels: int, reduce: int, num_down: int, hidden_mult: int, multiscale: bool):
-        super().__init__()
-        width = max(1, channels // reduce)
-        self.reduce = nn.Sequential(*_conv3d_gn_silu(channels, width, 1, 1)) if reduce > 1 else nn.Identity()
-        self.stages = nn.ModuleList([nn.Sequential(*_conv3d_gn_silu(width, width, 3, 2)) for _ in range(num_down)])
-        self.multiscale = multiscale
-        pooled = width * (num_down if multiscale else 1)
-        hidden = width * hidden_mult
-        self.mlp = nn.Sequential(nn.Linear(pooled, hidden), nn.SiLU(), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.reduce(x)
-        pooled = []
-        for stage in self.stages:
-            x = stage(x)
-            pooled.append(x.mean(dim=(2, 3, 4)))
-        return self.mlp(torch.cat(pooled, dim=1) if self.multiscale else pooled[-1])
-
-
-class SimpleConv3dHead(nn.Module):
-    """The smallest video head: one Conv3d stage, then a 1x1x1 conv to a logit map, averaged."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.net = nn.Sequential(*_conv3d_gn_silu(channels, channels, 3, 2), nn.Conv3d(channels, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).mean(dim=(2, 3, 4))
-
-
-# name -> VideoHead arguments (reduce, num_down, hidden_mult, multiscale); "efficient" = 4x channel reduction
-VIDEO_DISC_TYPES: dict[str, tuple[int, int, int, bool] | None] = {
-    "dit_simple_conv3d": None,
-    "conv3d_down_mlp": (1, 2, 1, False),
-    "conv3d_down_mlp_efficient": (4, 2, 1, False),
-    "multiscale_down_mlp": (1, 3, 1, True),
-    "multiscale_down_mlp_efficient": (4, 3, 1, True),
-    "multiscale_down_mlp_medium": (2, 3, 2, True),
-    "multiscale_down_mlp_large": (1, 3, 2, True),
-}
-
-
-class Discriminator_VideoDiT(Discriminator):
-    """Heads for video-transformer features [B, inner_dim, T, H, W]; `disc_type` picks the head architecture
-    (see VIDEO_DISC_TYPES). `feature_indices=None` -> the middle block."""
-
-    def __init__(
-        self,
-        feature_indices=None,
-        num_blocks: int = 30,
-        disc_type: str = "conv3d_down_mlp_efficient",
-        inner_dim: int = 384,
-    ):
-        if disc_type not in VIDEO_DISC_TYPES:
-            raise ValueError(f"disc_type={disc_type!r} is not supported; expected one of {list(VIDEO_DISC_TYPES)}")
-        if feature_indices is None:
-            feature_indices = [num_blocks // 2]
-        super().__init__(feature_indices, num_blocks)
-        self.disc_type = disc_type
-        self.inner_dim = inner_dim
-        spec = VIDEO_DISC_TYPES[disc_type]
-        for i in self.feature_indices:
-            self.heads[str(i)] = SimpleConv3dHead(inner_dim) if spec is None else VideoHead(inner_dim, *spec)
-
-
 # -------------------------------------------------------------------------------------------------- toy
 class Discriminator_MLP(Discriminator):
     """Heads for vector features [B, C] of the toy networks: Linear-SiLU-Linear-SiLU-Linear -> 1 logit.
@@ -223,3 +144,16 @@ class Discriminator_MLP(Discriminator):
                 nn.SiLU(),
                 nn.Linear(hidden_dim, 1),
             )
+
+
+_VIDEO_NAMES = ("Discriminator_VideoDiT", "VIDEO_DISC_TYPES")
+
+
+def __getattr__(name: str):
+    """Old dotted targets `fastgen.networks.discriminators.Discriminator_VideoDiT` keep working; imported lazily
+    because discriminators_video imports the base classes from this module."""
+    if name in _VIDEO_NAMES:
+        from fastgen.networks import discriminators_video
+
+        return getattr(discriminators_video, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
