@@ -32,3 +32,23 @@ def test_oracle_rejects_unknown_method(monkeypatch, capsys):
         runpy.run_path(str(BENCHMARKS / "oracle_consistency.py"), run_name="__main__")
     assert exit_info.value.code == 2
     assert "invalid choice: 'cmm'" in capsys.readouterr().err
+
+
+def test_oracle_help_does_not_load_torch():
+    # the oracle scripts train for minutes: their --help must not even import torch
+    import subprocess
+
+    code = (
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+        "for name in ('oracle.py', 'oracle_consistency.py', 'oracle_distribution_matching.py'):\n"
+        "    sys.argv = [name, '--help']\n"
+        "    try:\n"
+        f"        runpy.run_path({str(BENCHMARKS)!r} + '/' + name, run_name='__main__')\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "torch loaded: False"
