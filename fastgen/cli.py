@@ -134,10 +134,12 @@ def resolve_config(args, evaluation: bool = False):
             micro, trainer.grad_accum_rounds = split_global_batch(trainer.batch_size_global, batch_size, world)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        check_micro_batch(micro, batch_size, trainer.batch_size_global // world, trainer.batch_size_global, world)
-        if micro != batch_size:
-            logger.warning(f"dataloader_train.batch_size {batch_size} -> {micro} so that {micro} x {world} process(es) "
-                        f"x {trainer.grad_accum_rounds} round(s) = batch_size_global {trainer.batch_size_global}")
+        per_rank = trainer.batch_size_global // world
+        check_micro_batch(micro, batch_size, per_rank, trainer.batch_size_global, world)
+        if micro != batch_size:  # loud when the split wastes memory the configured batch size says is there
+            log = logger.warning if micro < min(batch_size, per_rank) else logger.info
+            log(f"dataloader_train.batch_size {batch_size} -> {micro} so that {micro} x {world} process(es) x "
+                f"{trainer.grad_accum_rounds} round(s) = batch_size_global {trainer.batch_size_global}")
             config.dataloader_train.batch_size = micro
     return config
 
