@@ -289,3 +289,14 @@ def test_latents():
     torch.testing.assert_close(edm.latents(noise), noise * 80.0)
     torch.testing.assert_close(rf.latents(noise, 0.5), noise * 0.5)
     assert edm.latents(noise).dtype == torch.float32
+
+
+def test_ddpm_linear_schedule_is_dits_table():
+    """DiT's DDPM linear betas (1e-4 -> 0.02): alpha-bar at the grid equals the cumulative product exactly."""
+    from fastgen.networks.DiT.convert import dit_alphas_cumprod
+
+    schedule = get_noise_schedule("ddpm_linear")
+    table = torch.tensor(dit_alphas_cumprod(), dtype=torch.float64)
+    t = torch.arange(1000, dtype=torch.float64) / 1000
+    torch.testing.assert_close(schedule.alpha(t) ** 2, table, rtol=1e-12, atol=1e-15)
+    assert abs(float(table[-1]) - 4.0358e-5) < 1e-8

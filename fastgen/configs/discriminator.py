@@ -10,6 +10,11 @@ Discriminator_EDM_CIFAR10_Config = L(f"{_D}.Discriminator_EDM")(
 Discriminator_EDM_ImageNet64_Config = L(f"{_D}.Discriminator_EDM")(
     feature_indices=None, all_res=[64, 32, 16, 8], in_channels=768
 )
+# Stable Diffusion U-Nets: heads on down-block / mid-block features (default: the mid block), sized for the pixel
+# resolution the experiment trains at (SD1.5 512 px; SDXL 512 or 1024 px)
+Discriminator_SD15_Res512_Config = L(f"{_D}.Discriminator_SD15")(feature_indices=None, resolution=512)
+Discriminator_SDXL_Res512_Config = L(f"{_D}.Discriminator_SDXL")(feature_indices=None, resolution=512)
+Discriminator_SDXL_Res1024_Config = L(f"{_D}.Discriminator_SDXL")(feature_indices=None, resolution=1024)
 Discriminator_ImageDiT_Flux_Config = L(f"{_D}.Discriminator_ImageDiT")(
     feature_indices=None, num_blocks=57, inner_dim=3072
 )

@@ -183,11 +183,8 @@ def video_head(disc_type: str, channels: int, max_width: int = 1024) -> nn.Modul
     return SimpleConv3dHead(channels, max_width) if spec is None else VideoHead(channels, spec, max_width)
 
 
-def relative_indices(indices, real_count: int, tiny_count: int):
-    """Feature indices of a real network moved to the same relative depth of one with tiny_count blocks."""
-    if indices is None:
-        return None
-    return sorted({min(tiny_count - 1, int(i) * tiny_count // max(1, int(real_count))) for i in indices})
+# feature indices of a real network moved to the same relative depth of a tiny one (shared with the image heads)
+relative_indices = Discriminator.smoke_indices
 
 
 class Discriminator_VideoDiT(Discriminator):

@@ -466,7 +466,8 @@ class AlphasNoiseSchedule(BaseNoiseSchedule):
     abar_floor = 2.0**-24  # smallest alpha-bar kept (log alpha-bar must stay finite); subclasses may lower it
 
     def __init__(self, alphas_cumprod, min_t=0.0, max_t=None, **kw):
-        table = torch.as_tensor(alphas_cumprod, dtype=torch.float64).clamp(self.abar_floor, 1.0)
+        # on the CPU explicitly: a network built under `torch.device("meta")` (fsdp_meta_init) still needs the table
+        table = torch.as_tensor(alphas_cumprod, dtype=torch.float64, device="cpu").clamp(self.abar_floor, 1.0)
         if table.ndim != 1 or len(table) < 2 or (table[1:] > table[:-1]).any():
             raise ValueError("alphas_cumprod must be a 1-D non-increasing table with at least 2 entries")
         self.alphas_cumprod = table
@@ -501,7 +502,7 @@ class AlphasNoiseSchedule(BaseNoiseSchedule):
 
 def scaled_linear_alphas_cumprod(beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000) -> torch.Tensor:
     """Stable Diffusion's betas: linear in sqrt(beta) from beta_start to beta_end; alpha-bar = cumprod(1 - beta)."""
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64, device="cpu") ** 2
     return torch.cumprod(1.0 - betas, dim=0)
 
 
@@ -561,6 +562,17 @@ class SDNoiseSchedule(AlphasNoiseSchedule):
         super().__init__(scaled_linear_alphas_cumprod(beta_start, beta_end, num_train_timesteps), **kw)
 
 
+class DDPMLinearNoiseSchedule(AlphasNoiseSchedule):
+    """DDPM's linear betas 1e-4 -> 0.02 over 1000 steps (the schedule DiT was trained with; eps prediction)."""
+
+    name = "ddpm_linear"
+    default_pred_type = "eps"
+
+    def __init__(self, beta_start=1e-4, beta_end=0.02, num_train_timesteps=1000, **kw):
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+        super().__init__(torch.cumprod(1.0 - betas, dim=0), **kw)
+
+
 class CogVideoXNoiseSchedule(AlphasNoiseSchedule):
     """CogVideoX: scaled-linear betas, SNR divided by `snr_shift_scale`, then the zero-terminal-SNR rescale.
 
@@ -590,6 +602,7 @@ _SCHEDULES = {
     "alphas": AlphasNoiseSchedule,
     "sd": SDNoiseSchedule,
     "sdxl": SDNoiseSchedule,
+    "ddpm_linear": DDPMLinearNoiseSchedule,
     "cogvideox": CogVideoXNoiseSchedule,
 }
 

@@ -8,7 +8,7 @@ which is exact for the ideal denoiser x0 = E[x0 | x_t] on any schedule. The ODE 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -23,21 +23,29 @@ def cfg_combine(pred, pred_neg, guidance_scale):
     return pred_neg + guidance_scale * (pred - pred_neg)
 
 
+def negative_condition(condition, neg_condition=None):
+    """CFG's negative: `neg_condition` when given, else zeros shaped like the condition (a tensor: the
+    unconditional one-hot row; a mapping: zeros per key, as SDXL's pipeline does for an empty negative prompt)."""
+    if neg_condition is not None:
+        return neg_condition
+    if isinstance(condition, torch.Tensor):
+        return torch.zeros_like(condition)
+    if isinstance(condition, Mapping):
+        return {k: torch.zeros_like(v) if isinstance(v, torch.Tensor) else v for k, v in condition.items()}
+    raise ValueError(f"guidance needs neg_condition for a condition of type {type(condition).__name__}")
+
+
 def guided_x0_fn(net, condition=None, neg_condition=None, guidance_scale=None, **net_kwargs) -> Callable:
     """x0_fn(x, t) from a FastGenNetwork; with guidance_scale, the CFG mix of conditional and negative x0.
 
-    neg_condition defaults to zeros like condition (the "unconditional" one-hot row).
+    neg_condition defaults to `negative_condition(condition)`.
     """
 
     def x0_fn(x, t):
         pred = net(x, t, condition=condition, fwd_pred_type="x0", **net_kwargs)
         if guidance_scale is None:
             return pred
-        neg = neg_condition
-        if neg is None:
-            if not isinstance(condition, torch.Tensor):
-                raise ValueError("guidance_scale needs neg_condition when condition is not a tensor")
-            neg = torch.zeros_like(condition)
+        neg = negative_condition(condition, neg_condition)
         pred_neg = net(x, t, condition=neg, fwd_pred_type="x0", **net_kwargs)
         return cfg_combine(pred, pred_neg, guidance_scale)
 

@@ -35,7 +35,7 @@ from fastgen.methods.consistency_model.losses import (
 )
 from fastgen.methods.fine_tuning.sft import sample_t_kwargs
 from fastgen.methods.model import FastGenModel, to_dtype
-from fastgen.networks.samplers import cfg_combine
+from fastgen.networks.samplers import cfg_combine, negative_condition
 
 
 def trigflow_flow(net, x_s: torch.Tensor, s: torch.Tensor, sigma_data: float, condition: Any = None,
@@ -97,7 +97,7 @@ class SCMModel(TeacherMixin, FastGenModel):
             flow = trigflow_flow(self.teacher, x_s, s, self.sigma_data, condition)
             scale = self.config.guidance_scale
             if scale is not None:
-                neg = neg_condition if neg_condition is not None else torch.zeros_like(condition)
+                neg = negative_condition(condition, neg_condition)
                 flow_neg = trigflow_flow(self.teacher, x_s, s, self.sigma_data, neg)
                 flow = cfg_combine(flow, flow_neg, scale)
         return self.sigma_data * flow

@@ -22,6 +22,7 @@ from fastgen.methods.common_loss import (
 )
 from fastgen.methods.fine_tuning.sft import sample_t_kwargs
 from fastgen.methods.model import FastGenModel
+from fastgen.networks.samplers import negative_condition
 
 GAN_FEATURE_SOURCES = ("teacher", "fake_score")
 
@@ -187,7 +188,7 @@ class AdversarialDistillationModel(FastGenModel):
             else:
                 pred, features = self.teacher(x_t, t, condition=condition, fwd_pred_type="x0"), None
             if self.config.guidance_scale is not None:
-                neg = neg_condition if neg_condition is not None else torch.zeros_like(condition)
+                neg = negative_condition(condition, neg_condition)
                 pred_neg = self.teacher(x_t, t, condition=neg, fwd_pred_type="x0")
                 pred = cfg_guided(pred, pred_neg, self.config.guidance_scale)
         return (pred, features) if feature_indices else pred
