@@ -16,7 +16,7 @@ from fastgen.export.__main__ import main as export_main
 from fastgen.export.student import build_student, checkpoint_network_state
 from fastgen.networks.samplers import student_sample
 from fastgen.utils import instantiate
-from fastgen.utils.scripts import run_cli
+from fastgen.cli import run_cli
 
 PROMPTS = ["a red cat", "two dogs"]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastgen.utils.scripts import UsageError, run_cli
+from fastgen.cli import UsageError, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "inference", "image_model_inference.py")
@@ -183,17 +183,37 @@ def test_text_to_image_usage_errors_exit_2(script, sd15_student, weights, tmp_pa
     from fastgen.utils import instantiate
 
     torch.save({"model": {"net": instantiate(Toy_MLP_Config).state_dict()}, "iteration": 1}, toy)
+    from fastgen.configs.experiments.FashionMNIST._common import fashion_mnist_net
+
+    uncond_net = fashion_mnist_net()
+    uncond_net.label_dim = 0
+    uncond = tmp_path / "uncond.pth"
+    torch.save({"model": {"net": instantiate(uncond_net).state_dict()}, "iteration": 1}, uncond)
     cases = [
         ([f"--config={cfg}", f"--ckpt_path={ckpt}", "--prompts=/nonexistent/prompts.txt"], "does not exist"),
         ([f"--config={cfg}", f"--ckpt_path={ckpt}", f"--prompts={empty}"], "holds no prompt"),
         ([f"--config={cfg}", f"--ckpt_path={ckpt}"], "is a text-to-image network: pass --prompt"),
         ([f"--config={cfg}", f"--ckpt_path={ckpt}", "--prompt=x", "--seeds=5-2"], "--seeds '5-2'"),
         ([f"--config={DMD2_CONFIG}", f"--ckpt_path={weights[0]}", "--prompt=a cat"], "need a text-to-image network"),
-        ([f"--config={TOY_SFT_CONFIG}", f"--ckpt_path={toy}", "--guidance_scale=2"],
-         "--guidance_scale needs a conditional network; ToyMLP is unconditional"),
+        ([f"--config={TOY_SFT_CONFIG}", f"--ckpt_path={toy}", "--prompt=a cat"], "describes vectors"),
+        ([f"--config={DMD2_CONFIG}", f"--ckpt_path={uncond}", "--guidance_scale=2", "-", "model.net.label_dim=0"],
+         "--guidance_scale needs a conditional network; EDMPrecond is unconditional"),
     ]
     for argv, message in cases:
-        code = run_cli(script.main, [*argv, f"--out_dir={tmp_path / 'out'}"])
+        opts = argv[argv.index("-"):] if "-" in argv else []
+        argv = argv[:len(argv) - len(opts)]
+        code = run_cli(script.main, [*argv, f"--out_dir={tmp_path / 'out'}", *opts])
         lines = capsys.readouterr().err.strip().splitlines()
         errors = [line for line in lines if line.startswith("error:")]
         assert code == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in lines, (argv, lines)
+
+
+def test_non_image_config_is_refused_before_sampling(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+    toy = os.path.join(ROOT, "fastgen", "configs", "experiments", "Toy", "config_dmd2.py")
+    code = run_cli(script.main, [f"--config={toy}", f"--out_dir={tmp_path / 'inference'}"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: image_model_inference.py works on pixel images [C, H, W] with 1 or 3 channels, but this config's "
+        "model.input_shape=[2] describes vectors; pass an image experiment's config")
+    assert not (tmp_path / "inference").exists()

@@ -9,7 +9,7 @@ USAGE = "python -m fastgen.export --config=PATH --ckpt=PATH --out=DIR [--net_key
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fastgen.utils.scripts import _Parser
+    from fastgen.cli import _Parser
 
     parser = _Parser(description="Write a trained student as a diffusers pipeline folder that "
                                  "DiffusionPipeline.from_pretrained loads (a LoRA student: base pipeline + LoRA file).",
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fastgen.export import ExportError, export_student
     from fastgen.utils.logging import setup_logging
-    from fastgen.utils.scripts import UsageError, check_opts, resolve_config
+    from fastgen.cli import UsageError, check_opts, resolve_config
 
     args = build_parser().parse_args(argv)
     args.opts = check_opts(args.opts)
@@ -47,6 +47,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from fastgen.utils.scripts import run_cli
+    from fastgen.cli import run_cli
 
     sys.exit(run_cli(main))

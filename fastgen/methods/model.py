@@ -162,6 +162,7 @@ class FastGenModel(nn.Module):
         self.schedulers: dict[str, Any] = {}
         self.grad_scaler: torch.amp.GradScaler | None = None
         self.teacher: nn.Module | None = None
+        self.random_teacher = False  # a teacher built without weights (see build_teacher)
         self.build_model()
 
     # --- precision ----------------------------------------------------------------------------------------------
@@ -253,8 +254,8 @@ class FastGenModel(nn.Module):
         teacher = self.build_net(teacher_config)
         if self.config.pretrained_model_path:
             load_weights_into(teacher, self.config.pretrained_model_path, "teacher")
-        elif any(True for _ in teacher.parameters()):
-            logger.warning("model.pretrained_model_path is empty: the teacher keeps its random initialisation")
+        # a random teacher matters only to training: on_train_begin warns (evaluation scripts never see it)
+        self.random_teacher = not self.config.pretrained_model_path and any(True for _ in teacher.parameters())
         return teacher.eval().requires_grad_(False)
 
     def load_student_weights(self) -> None:
@@ -309,6 +310,8 @@ class FastGenModel(nn.Module):
 
         With FSDP the wrapper places sharded networks itself; only the unsharded ones (EMA, teacher) move here.
         """
+        if self.random_teacher and self.resume_iter == 0:  # no stage checkpoint loaded it either
+            logger.warning("model.pretrained_model_path is empty: the teacher keeps its random initialisation")
         modules = dict(self.fsdp_dict.items())
         if self.teacher is not None:
             modules["teacher"] = self.teacher

@@ -35,7 +35,7 @@ SAMPLER_TYPES = ("auto", "student", "heun", "euler")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fastgen.utils.scripts import _Parser
+    from fastgen.cli import _Parser
 
     parser = _Parser(
         description="Sample a class-conditional (or unconditional) image model: writes one PNG per sample and a grid "
@@ -95,7 +95,7 @@ def known_class_names(label_dim: int) -> list[str]:
 
 def parse_class_entry(entry: str, names: list[str]) -> int:
     """'7', '7 Sneaker' or 'sneaker' -> 7, checked against the label set."""
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     entry = entry.strip()
     head = entry.split(maxsplit=1)[0] if entry else ""
@@ -112,7 +112,7 @@ def parse_class_entry(entry: str, names: list[str]) -> int:
 
 def resolve_classes(args: argparse.Namespace, label_dim: int) -> list[int]:
     """Class ids from --classes / --prompt_file (at most one), default all; [] for an unconditional network."""
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     if args.classes is not None and args.prompt_file is not None:
         raise UsageError("give either --classes or --prompt_file, not both")
@@ -183,7 +183,7 @@ def make_sampler(config, net, sampler_type: str, num_steps: int | None, guidance
 
 def read_prompts(args: argparse.Namespace) -> list[str] | None:
     """Prompts from --prompt / --prompts (one per line, blank lines skipped); None when neither is given."""
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     if args.prompt is not None and args.prompts is not None:
         raise UsageError("give either --prompt or --prompts, not both")
@@ -204,7 +204,7 @@ def read_prompts(args: argparse.Namespace) -> list[str] | None:
 
 def parse_seeds(text: str | None, seed: int, count: int) -> list[int]:
     """'0,5,7' / '0-3' (inclusive) / mixes; None -> seed, seed+1, ..., seed+count-1."""
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     if text is None:
         return [seed + k for k in range(count)]
@@ -222,7 +222,7 @@ def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, gui
     import torch
 
     from fastgen.networks.samplers import guided_x0_fn, student_sample
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     target = str(config.model_class.get("_target_", ""))
     if sampler_type == "auto":
@@ -292,7 +292,7 @@ def class_conditional(args: argparse.Namespace, config, net, device, out_dir: st
     import torch
     from loguru import logger
 
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     label_dim = int(getattr(net, "label_dim", 0) or 0)
     if args.seeds is not None:
@@ -328,10 +328,10 @@ def class_conditional(args: argparse.Namespace, config, net, device, out_dir: st
 def main(argv: list[str] | None = None) -> int:
     from loguru import logger
 
+    from fastgen.cli import UsageError, check_image_config, check_opts, resolve_config
     from fastgen.methods.model import resolve_device
     from fastgen.utils.image_grid import save_image_grid
     from fastgen.utils.logging import setup_logging
-    from fastgen.utils.scripts import UsageError, check_opts, resolve_config
 
     args = build_parser().parse_args(argv)
     args.opts = check_opts(args.opts)
@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_samples_per_class < 1 or args.batch_size < 1:
         raise UsageError("--num_samples_per_class and --batch_size must be >= 1")
     config = resolve_config(args)
+    check_image_config(config, "image_model_inference.py")
     device = resolve_device(args.device)
     prompts = read_prompts(args)
     ckpt_path = args.ckpt_path or config.model.pretrained_model_path
@@ -381,6 +382,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from fastgen.utils.scripts import run_cli
+    from fastgen.cli import run_cli
 
     sys.exit(run_cli(main))

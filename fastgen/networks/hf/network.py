@@ -247,7 +247,7 @@ class HFNetwork(FastGenNetwork):
             raise ValueError(f"{type(self).__name__} has no second-time (r) embedding; MeanFlow-style methods need a "
                              "network with r_timestep")
         if return_features_early and not feature_indices:
-            raise ValueError("return_features_early needs feature_indices")
+            return []  # no feature requested: nothing to compute
         self.adapter.check_latents(self, x_t)
         self.adapter.check_condition(self, condition)
         t = self.expand_t(t, x_t)
