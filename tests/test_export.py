@@ -10,13 +10,13 @@ import torch
 from _tiny_sd15 import tiny_config, write_config
 from safetensors.torch import save_file
 
+from fastgen.cli import run_cli
 from fastgen.configs.net import Toy_MLP_Config
 from fastgen.export import EXPORT_INFO, LORA_WEIGHT_NAME, export_student
 from fastgen.export.__main__ import main as export_main
 from fastgen.export.student import build_student, checkpoint_network_state
 from fastgen.networks.samplers import student_sample
 from fastgen.utils import instantiate
-from fastgen.cli import run_cli
 
 PROMPTS = ["a red cat", "two dogs"]
 

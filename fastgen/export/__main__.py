@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from loguru import logger
 
+    from fastgen.cli import UsageError, check_opts, resolve_config
     from fastgen.export import ExportError, export_student
     from fastgen.utils.logging import setup_logging
-    from fastgen.cli import UsageError, check_opts, resolve_config
 
     args = build_parser().parse_args(argv)
     args.opts = check_opts(args.opts)

@@ -221,8 +221,8 @@ def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, gui
     """(noise, prompt embeddings) -> latents for a text-to-image network, and a description of the sampler."""
     import torch
 
-    from fastgen.networks.samplers import guided_x0_fn, student_sample
     from fastgen.cli import UsageError
+    from fastgen.networks.samplers import guided_x0_fn, student_sample
 
     target = str(config.model_class.get("_target_", ""))
     if sampler_type == "auto":
