@@ -23,6 +23,7 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # name -> (torch threads, extra environment). ATEN_CPU_CAPABILITY picks ATen's vectorised kernels (default = no
 # AVX); MKL_CBWR=COMPATIBLE makes MKL use its SSE2 code path; ONEDNN_MAX_CPU_ISA caps oneDNN's JIT kernels.
@@ -37,7 +38,9 @@ VARIANTS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from _args import benchmark_parser
+
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--iters", type=int, default=20, help="DMD2 iterations per variant (default 20)")
     parser.add_argument("--data_root", default=None, help="Fashion-MNIST IDX folder (default: the demo's search)")
     parser.add_argument("--variants", nargs="*", default=None, help=f"subset of: {', '.join(VARIANTS)}")

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # row name (as in the reference) -> (config file in configs/experiments/FashionMNIST/, extra overrides)
 METHODS = {
@@ -53,10 +54,9 @@ T_LISTS = {1: (80.0, 0.0), 2: (80.0, 2.5, 0.0)}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python benchmarks/fashion_mnist_table.py",
-        description="Distil every configured method from the shipped Fashion-MNIST teacher at equal CPU minutes; "
-                    "FID at 1 and 2 steps (median and range over seeds), the teacher and the real-data floor.")
+    from _args import benchmark_parser
+
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), metavar="NAME",
                         help=f"rows to train (default all configured: {' '.join(METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="trainer.seed values (default 0 1 2)")
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     args = build_parser().parse_args(argv)
     unknown = [m for m in args.methods if m not in METHODS]
@@ -234,6 +234,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from fastgen.utils.scripts import run_cli
+    from fastgen.cli import run_cli
 
     sys.exit(run_cli(main))

@@ -17,7 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _oracle_common import measured_row, print_rows, quiet_logs, train  # noqa: E402
+from _args import benchmark_parser  # noqa: E402  (stdlib only: --help answers before torch loads)
 
 
 def toy_config(method: str, use_cd: bool = False, max_iter: int | None = None, hidden_dim: int | None = None,
@@ -44,10 +44,14 @@ def checkpoint_path(config) -> str:
     return os.path.join(config.log_config.save_path, "checkpoints", f"{config.trainer.max_iter:07d}.pth")
 
 
-def oracle_rows(methods=("cm", "cm_cd", "scm", "scm_cd", "tcm", "mean_flow", "mean_flow_cd"), seed: int = 0
-                ) -> list[dict]:
+METHODS = ("cm", "cm_cd", "scm", "scm_cd", "tcm", "mean_flow", "mean_flow_cd")
+
+
+def oracle_rows(methods=METHODS, seed: int = 0) -> list[dict]:
     """Train each method on ring8 (trainer.seed=seed) and report {method, steps, swd, swd_init, mode_coverage,
     seconds}."""
+    from _oracle_common import measured_row, train
+
     rows = []
     with tempfile.TemporaryDirectory() as root:
         stage1 = None
@@ -63,17 +67,19 @@ def oracle_rows(methods=("cm", "cm_cd", "scm", "scm_cd", "tcm", "mean_flow", "me
 
 
 def main(argv=None) -> None:
-    import argparse
     import statistics
 
-    parser = argparse.ArgumentParser(description="Exact-oracle SWD / mode coverage of the consistency family.")
-    parser.add_argument("methods", nargs="*", help="subset of cm cm_cd scm scm_cd tcm mean_flow mean_flow_cd")
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("methods", nargs="*", choices=list(METHODS), metavar="METHOD",
+                        help=f"methods to run (default: all): {', '.join(METHODS)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="trainer.seed values (default 0)")
     args = parser.parse_args(argv)
+    from _oracle_common import print_rows, quiet_logs
+
     quiet_logs()
     rows = []
     for seed in args.seeds:
-        seed_rows = oracle_rows(args.methods, seed=seed) if args.methods else oracle_rows(seed=seed)
+        seed_rows = oracle_rows(tuple(args.methods) or METHODS, seed=seed)
         print(f"seed {seed}")
         print_rows(seed_rows, name_width=14)
         rows += seed_rows

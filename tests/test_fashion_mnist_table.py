@@ -51,7 +51,7 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
 
 def test_spread_and_bad_method():
     assert table.spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "values": [3.0, 1.0, 2.0]}
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     with pytest.raises(UsageError, match="unknown"):
         table.parse_args(["--methods", "NoSuchMethod"])
