@@ -22,6 +22,7 @@ from fastgen.methods.common_loss import (
 )
 from fastgen.methods.fine_tuning.sft import sample_t_kwargs
 from fastgen.methods.model import FastGenModel
+from fastgen.networks.samplers import cfg_pair
 
 GAN_FEATURE_SOURCES = ("teacher", "fake_score")
 
@@ -179,18 +180,20 @@ class AdversarialDistillationModel(FastGenModel):
     # --- teacher ---------------------------------------------------------------------------------------------------
     def teacher_x0(self, x_t, t, condition, neg_condition, feature_indices=None, grad: bool = False):
         """The teacher's x0 at (x_t, t), guided by `guidance_scale`; with `feature_indices`, also the conditional
-        pass's features: (x0, features). `grad`: keep the graph to x_t (the teacher's weights stay frozen)."""
+        pass's features: (x0, features). `grad`: keep the graph to x_t (the teacher's weights stay frozen).
+        With guidance the conditional and negative passes are one forward on the doubled batch (cfg_pair)."""
+        kwargs = {"feature_indices": feature_indices} if feature_indices else {}
+
+        def teacher(x, tt, cond):
+            return self.teacher(x, tt, condition=cond, fwd_pred_type="x0", **kwargs)
+
         with contextlib.nullcontext() if grad else torch.no_grad():
-            if feature_indices:
-                pred, features = self.teacher(x_t, t, condition=condition, feature_indices=feature_indices,
-                                              fwd_pred_type="x0")
-            else:
-                pred, features = self.teacher(x_t, t, condition=condition, fwd_pred_type="x0"), None
-            if self.config.guidance_scale is not None:
-                neg = neg_condition if neg_condition is not None else torch.zeros_like(condition)
-                pred_neg = self.teacher(x_t, t, condition=neg, fwd_pred_type="x0")
-                pred = cfg_guided(pred, pred_neg, self.config.guidance_scale)
-        return (pred, features) if feature_indices else pred
+            if self.config.guidance_scale is None:
+                return teacher(x_t, t, condition)
+            out, out_neg = cfg_pair(teacher, x_t, t, condition, neg_condition)
+            if not feature_indices:
+                return cfg_guided(out, out_neg, self.config.guidance_scale)
+            return cfg_guided(out[0], out_neg[0], self.config.guidance_scale), out[1]
 
     # --- discriminator -------------------------------------------------------------------------------------------
     def feature_net(self) -> nn.Module:
