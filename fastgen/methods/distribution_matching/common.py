@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -210,21 +210,33 @@ class AdversarialDistillationModel(FastGenModel):
         """GAN critic loss on noised fake vs noised real samples + approximate R1 on the real ones.
 
         Real data gets its own (t, eps) unless gan_use_same_t_noise. Features carry gradients only when they come
-        from the fake score (DMD2 paper: its classifier branch trains the fake denoiser's encoder too)."""
+        from the fake score (DMD2 paper: its classifier branch trains the fake denoiser's encoder too). Frozen
+        teacher features of the fake, real (and R1-perturbed) inputs come from ONE forward on the stacked batch,
+        and the heads score all of them in one call (both per-sample, so the numbers equal separate calls)."""
         cfg = self.config
         grad = self.feature_source == "fake_score"
         t_real, eps_real = (t, eps) if cfg.gan_use_same_t_noise else self.sample_t_eps(real)
         x_real_t = self.schedule.forward_process(real, eps_real, t_real)
+        r1 = cfg.gan_r1_reg_weight > 0
+        inputs = [(x_real_t, t_real, condition)]
+        if r1:
+            inputs.append((perturb_for_r1(x_real_t, float(cfg.gan_r1_reg_alpha)), t_real, condition))
         if fake_features is None:
-            fake_features = self.disc_features(x_fake_t, t, condition, grad)
-        real_logits = self.discriminator(self.disc_features(x_real_t, t_real, condition, grad))
-        fake_logits = self.discriminator(fake_features)
+            inputs.insert(0, (x_fake_t, t, condition))
+        if grad:  # trained feature net: separate passes (each its own graph)
+            feats = [self.disc_features(x, tt, c, grad) for x, tt, c in inputs]
+        else:
+            feats = split_features(self.disc_features(torch.cat([x for x, _, _ in inputs]),
+                                                      torch.cat([tt for _, tt, _ in inputs]),
+                                                      repeat_condition(condition, len(inputs)), grad), len(inputs))
+        if fake_features is not None:
+            feats.insert(0, fake_features)
+        logits = self.discriminator([torch.cat(level) for level in zip(*feats)]).chunk(len(feats))
+        fake_logits, real_logits = logits[0], logits[1]
         gan_d = gan_loss_discriminator(real_logits, fake_logits)
         losses = {"gan_loss_disc": gan_d}
-        if cfg.gan_r1_reg_weight > 0:
-            x_perturbed = perturb_for_r1(x_real_t, float(cfg.gan_r1_reg_alpha))
-            perturbed_logits = self.discriminator(self.disc_features(x_perturbed, t_real, condition, grad))
-            losses["r1_loss"] = approx_r1_loss(real_logits, perturbed_logits)
+        if r1:
+            losses["r1_loss"] = approx_r1_loss(real_logits, logits[2])
             losses["gan_loss_disc"] = gan_d + cfg.gan_r1_reg_weight * losses["r1_loss"]
         losses["real_logit"] = real_logits.detach().float().mean()
         losses["fake_logit"] = fake_logits.detach().float().mean()
@@ -241,6 +253,25 @@ class AdversarialDistillationModel(FastGenModel):
                                           student_sample_steps=steps),
             "input_rand": noise,
         }
+
+
+def repeat_condition(condition: Any, k: int) -> Any:
+    """`condition` for a batch stacked k times (tensors, mappings of tensors, lists; None stays None)."""
+    if condition is None or k == 1:
+        return condition
+    if isinstance(condition, torch.Tensor):
+        return torch.cat([condition] * k)
+    if isinstance(condition, Mapping):
+        return {key: repeat_condition(value, k) for key, value in condition.items()}
+    if isinstance(condition, (list, tuple)):
+        return list(condition) * k
+    return condition
+
+
+def split_features(features: list[torch.Tensor], k: int) -> list[list[torch.Tensor]]:
+    """Features of a batch stacked k times -> k lists of features (one per stacked part)."""
+    parts = [feature.chunk(k) for feature in features]
+    return [[part[i] for part in parts] for i in range(k)]
 
 
 def check_feature_source(source: str) -> str:
