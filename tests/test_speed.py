@@ -146,3 +146,22 @@ def test_cat_conditions_kinds():
     assert cat_conditions(None, None) is None
     with pytest.raises(ValueError, match="same keys"):
         cat_conditions({"emb": a}, {"other": b})
+
+
+def test_optimizers_default_to_the_fused_kernel_with_the_same_update():
+    from fastgen.configs.opt import get_optimizer
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Linear(6, 5) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fused = get_optimizer(nets[0], optim_type="adamw", lr=1e-2)
+    plain = get_optimizer(nets[1], optim_type="adamw", lr=1e-2, fused=False)
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    assert not get_optimizer(nets[0], optim_type="radam").defaults.get("fused")  # no fused RAdam kernel
+    for step in range(3):
+        for net, opt in zip(nets, (fused, plain)):
+            net(torch.full((2, 6), float(step + 1))).square().sum().backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
