@@ -128,6 +128,9 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
         return torch.where(per_sample(use.double(), v) > 0, guided.to(v.dtype), v)
 
     # --- training step -------------------------------------------------------------------------------------------
+    def uses_forward_ad(self) -> bool:
+        return not self.config.loss_config.use_jvp_finite_diff
+
     def single_train_step(self, data: Mapping[str, Any], iteration: int) -> tuple[dict, dict]:
         real, condition, neg_condition = self._prepare_training_data(data)
         cfg, loss_cfg = self.config, self.config.loss_config

@@ -103,6 +103,9 @@ class SCMModel(TeacherMixin, FastGenModel):
                 flow = cfg_combine(flow, flow_neg, scale)
         return self.sigma_data * flow
 
+    def uses_forward_ad(self) -> bool:
+        return not self.config.loss_config.use_jvp_finite_diff
+
     def single_train_step(self, data: Mapping[str, Any], iteration: int) -> tuple[dict, dict]:
         real, condition, neg_condition = self._prepare_training_data(data)
         loss_cfg, sd = self.config.loss_config, self.sigma_data
