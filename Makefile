@@ -1,12 +1,13 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   -> installs everything, then runs the main job end to end
 #   make test   -> installs everything, then runs the test suite
+#   make smoke  -> every shipped experiment config through train.py --smoke (pass/fail table)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo fashion-mnist test lint clean
+.PHONY: setup demo fashion-mnist test smoke lint clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -31,6 +32,10 @@ demo: setup fashion-mnist
 
 test: setup
 	ulimit -n 4096; $(BIN)/python -m pytest -q tests
+
+# every shipped experiment config for 2 tiny iterations on CPU (train.py --smoke); prints a pass/fail table
+smoke: setup
+	$(BIN)/python scripts/smoke_all.py
 
 lint: setup
 	$(BIN)/ruff check fastgen tests train.py scripts benchmarks

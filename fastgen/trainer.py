@@ -184,17 +184,21 @@ class Trainer:
             logger.warning("the config differs from the one the checkpoint was written with:\n  " + "\n  ".join(drift))
         return iteration, state
 
-    def build_loader(self, loader_cfg: Any, sampler_start_idx: int | None) -> Any:
+    def build_loader(self, loader_cfg: Any, sampler_start_idx: int | dict | None) -> Any:
         """Instantiate a data-loader config starting at a global sample position (None: the config's own)."""
-        overrides = {} if sampler_start_idx is None else {"sampler_start_idx": int(sampler_start_idx)}
+        if sampler_start_idx is None:
+            overrides = {}
+        else:
+            overrides = {"sampler_start_idx": sampler_start_idx if isinstance(sampler_start_idx, dict)
+                         else int(sampler_start_idx)}
         return instantiate(loader_cfg, **overrides)
 
-    def train_data_position(self, state: dict | None, iter_start: int) -> int | None:
+    def train_data_position(self, state: dict | None, iter_start: int) -> int | dict | None:
         if state is None:
             return None
         saved = (state.get("data") or {}).get("train")
-        if saved is not None:
-            return int(saved)
+        if saved is not None:  # an int position, or a loader's own state dict (WebDataset readers)
+            return saved if isinstance(saved, dict) else int(saved)
         fallback = iter_start * self.batch_size * self.grad_accum_rounds * self.world_size
         logger.warning(f"checkpoint has no data position; assuming {fallback} samples were consumed")
         return fallback
@@ -290,6 +294,8 @@ class Trainer:
         data = move_batch(data, model.device, model.precision)
         if self.augment_pipe is not None:
             data = self.augment_pipe(data)
+        if callable(getattr(model, "encode_batch", None)):  # raw images / prompts -> latents / embeddings
+            data = model.encode_batch(data)
         return data
 
     def train_step(self, model: Any, data_iter: Iterator, iteration: int) -> tuple[dict, dict, dict]:

@@ -281,3 +281,85 @@ def test_lazycall_targets_accept_their_kwargs():
         inspect.signature(fn).bind_partial(**dict.fromkeys(keys))
         checked += 1
     assert checked >= 1
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES)
+def test_every_experiment_dryrun_prints_its_resolved_config(path, capsys, monkeypatch, tmp_path):
+    """`train.py --config=PATH --dryrun` (in-process): exit 0, YAML equal to the config's own serialisation."""
+    import yaml
+
+    from fastgen.configs.config_utils import serialize_config
+    from fastgen.utils.scripts import parse_args, resolve_config, run_cli
+
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+
+    def main(argv):
+        from fastgen.utils.scripts import setup
+
+        setup(parse_args(argv))
+
+    assert run_cli(main, ["--config", str(REPO / path), "--dryrun"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    expected = resolve_config(parse_args(["--config", str(REPO / path)]))
+    assert printed == yaml.safe_load(serialize_config(expected, return_type="yaml", include_classes=False))
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_large_image_family_configs_match_reference():
+    load = lambda p: import_config_from_python_file(REPO / "fastgen/configs/experiments" / p)  # noqa: E731
+    sd = load("SD15/config_dmd2.py").model
+    assert sd.net._target_ == "fastgen.networks.hf.SD15" and sd.input_shape == [4, 64, 64]
+    assert (sd.precision_amp, sd.fake_score_pred_type, sd.gan_loss_weight_gen) == ("bfloat16", "x0", 1e-3)
+    assert (sd.guidance_scale, sd.student_update_freq, sd.net_optimizer.lr, sd.fake_score_optimizer.lr) == (
+        1.75, 10, 1e-5, 1e-5)
+    assert (sd.sample_t_cfg.time_dist_type, sd.sample_t_cfg.min_t, sd.sample_t_cfg.max_t) == ("uniform", 0.001, 0.999)
+    assert sd.discriminator._target_.endswith("Discriminator_SD15") and sd.discriminator.resolution == 512
+    assert load("SD15/config_dmd2.py").trainer.batch_size_global == 2048
+    assert load("SD15/config_f_distill.py").model.f_distill.f_div == "js"
+    sft = load("SD15/config_sft.py").model
+    assert (sft.guidance_scale, sft.student_sample_steps) == (7.5, 50)
+    xl = load("SDXL/config_dmd2.py")
+    assert (xl.model.net_optimizer.lr, xl.model.gan_loss_weight_gen, xl.model.guidance_scale) == (5e-5, 5e-3, 8.0)
+    assert xl.model.enable_preprocessors is False and xl.model.input_shape == [4, 128, 128]
+    assert xl.dataloader_train.batch_size == 6 and xl.trainer.max_iter == 25000
+    assert xl.model.discriminator.resolution == 1024
+    assert load("SDXL/config_f_distill.py").model.net_optimizer.lr == 5e-7
+    kd = load("SDXL/config_kd.py")
+    assert kd.model_class._target_ == "fastgen.methods.KDModel" and "noise" in kd.dataloader_train.key_map
+    assert (kd.dataloader_train.batch_size, kd.trainer.max_iter) == (16, 6000)
+    flux = load("Flux/config_dmd2.py").model
+    assert (flux.precision, flux.gan_loss_weight_gen, flux.gan_use_same_t_noise) == ("bfloat16", 0.03, True)
+    assert (flux.net.guidance_scale, flux.student_sample_steps, flux.discriminator.num_blocks) == (3.5, 4, 57)
+    qwen = load("QwenImage/config_dmd2.py")
+    assert qwen.model.fsdp_meta_init and qwen.trainer.fsdp and qwen.trainer.fsdp_cpu_offload
+    assert (qwen.model.precision, qwen.model.precision_fsdp, qwen.model.guidance_scale) == ("bfloat16", "float32", 4.0)
+    assert qwen.model.discriminator.num_blocks == 60 and qwen.model.input_shape == [16, 64, 64]
+    assert qwen.dataloader_train._target_ == "fastgen.datasets.wds.loaders.ImageWDSLoader"
+
+
+def test_dit_edm_edm2_new_configs_match_reference():
+    load = lambda p: import_config_from_python_file(REPO / "fastgen/configs/experiments" / p)  # noqa: E731
+    mf = load("DiT/config_mf_b.py")
+    m = mf.model
+    assert m.net.hidden_size == 768 and (m.net.scale_t, m.net.r_timestep, m.net.time_cond_type) == (
+        False, True, "diff")
+    assert (m.precision_amp, m.precision_amp_jvp, m.cond_dropout_prob, m.guidance_mixture_ratio) == (
+        "bfloat16", "float32", 0.1, 0.5)
+    assert (m.sample_t_cfg.time_dist_type, m.sample_t_cfg.train_p_mean, m.sample_t_cfg.train_p_std) == (
+        "logitnormal", -0.4, 1.0)
+    assert m.sample_t_cfg.r_sample_ratio == 0.25 and m.loss_config.loss_type == "l2"
+    assert (m.loss_config.norm_method, m.loss_config.norm_const) == ("poly_1.0", 1.0)
+    assert (m.net_optimizer.optim_type, m.net_optimizer.lr, list(m.net_optimizer.betas)) == ("adam", 1e-4, [0.9, 0.95])
+    assert (mf.trainer.max_iter, mf.trainer.batch_size_global, mf.dataloader_train.use_labels) == (1_200_000, 1024, True)
+    xl = load("DiT/config_mf_xl.py")
+    assert xl.model.net.hidden_size == 1152 and xl.model.guidance_scale == 0.2
+    assert (xl.model.guidance_mixture_ratio, xl.model.guidance_t_end, xl.dataloader_train.batch_size) == (0.92, 0.75, 8)
+    dit = load("DiT/config_sft_dit_xl.py").model.net
+    assert (dit.net_pred_type, dit.learn_sigma, dit.schedule_type) == ("eps", True, "ddpm_linear")
+    sit = load("DiT/config_sft_sit_xl.py")
+    assert (sit.model.net.use_sit_convention, sit.model.net.net_pred_type, sit.model.guidance_scale) == (True, "flow", 4.0)
+    in64 = load("EDM/config_sft_edm_in64.py").model
+    assert (in64.precision_amp, in64.grad_scaler_enabled, in64.input_shape) == ("float16", True, [3, 64, 64])
+    assert in64.net.model_type == "DhariwalUNet"
+    edm2 = load("EDM2/config_sft_xl.py").model
+    assert edm2.net.model_channels == 384 and edm2.pretrained_model_path.endswith("edm2-img64-xl-fid.pth")

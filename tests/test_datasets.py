@@ -17,6 +17,8 @@ import torch
 
 from fastgen.datasets.download import (
     cifar10_tar_to_edm_zip,
+    download_cifar10,
+    download_dataset,
     download_file,
     idx_to_edm_zip,
     md5_of,
@@ -218,9 +220,8 @@ def cifar_batch_bytes(rng, n):
     return pickle.dumps({b"data": data, b"labels": labels, b"batch_label": b"x"}, protocol=2), data, labels
 
 
-def test_cifar10_tarball_to_edm_zip(tmp_path):
-    rng = np.random.default_rng(0)
-    tar_path = tmp_path / "cifar-10-python.tar.gz"
+def fake_cifar_tarball(tar_path, rng):
+    """A CIFAR-10 python tarball with 2 images per batch; returns the train pixels and labels in order."""
     all_data, all_labels = [], []
     with tarfile.open(tar_path, "w:gz") as archive:
         for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
@@ -231,6 +232,13 @@ def test_cifar10_tarball_to_edm_zip(tmp_path):
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
+    return all_data, all_labels
+
+
+def test_cifar10_tarball_to_edm_zip(tmp_path):
+    rng = np.random.default_rng(0)
+    tar_path = tmp_path / "cifar-10-python.tar.gz"
+    all_data, all_labels = fake_cifar_tarball(tar_path, rng)
     out = cifar10_tar_to_edm_zip(str(tar_path), str(tmp_path / "cifar10-32x32.zip"))
     ds = ImageFolderDataset(out, label_dim=10)
     pixels = np.concatenate(all_data).reshape(-1, 3, 32, 32)
@@ -267,7 +275,53 @@ def test_idx_to_edm_zip_and_checked_download(tmp_path):
 def test_download_script_help():
     result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "download_data.py"), "--help"],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and "--dataset {cifar10,fashion_mnist,mnist}" in result.stdout
+    assert result.returncode == 0 and "--dataset {cifar10,fashion_mnist,imagenet-256,imagenet-64,mnist}" in result.stdout
+
+
+def download_script():
+    """scripts/download_data.py as a module (its main in-process: no interpreter start per check)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("download_data", os.path.join(REPO, "scripts", "download_data.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cifar10_from_a_mirror_checks_the_published_md5(tmp_path, capsys):
+    """A fake tarball served from a file:// mirror: refused by the published checksum (exit 1, nothing kept), and
+    converted into the zip the CIFAR-10 config reads when its own checksum is the expected one."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    data, labels = fake_cifar_tarball(mirror / "cifar-10-python.tar.gz", np.random.default_rng(1))
+    code = download_script().main(["--dataset", "cifar10", "--dest", str(tmp_path / "data"), "--mirror",
+                                   f"file://{mirror}"])
+    assert code == 1 and "does not match the published c58f30108f718f92721af3b95e74349a" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz")
+    out = download_cifar10(str(tmp_path / "data"), mirror=f"file://{mirror}",
+                           md5=md5_of(str(mirror / "cifar-10-python.tar.gz")))
+    assert out == str(tmp_path / "data" / "cifar10" / "cifar10-32x32.zip")
+    ds = ImageFolderDataset(out, label_dim=10)
+    assert len(ds) == 10 and int(ds[9]["condition"].argmax()) == labels[9]
+    assert torch.equal(ds[0]["real"], torch.from_numpy(np.concatenate(data)[0].reshape(3, 32, 32).astype(np.float32) / 127.5 - 1))
+
+
+def test_imagenet64_from_ilsvrc_layout_and_instructions(tmp_path, capsys):
+    train = tmp_path / "src" / "ILSVRC" / "Data" / "CLS-LOC" / "train"
+    for wnid, grey in (("n01440764", 40), ("n01443537", 200)):
+        (train / wnid).mkdir(parents=True)
+        for k in range(2):
+            PIL.Image.new("RGB", (150 + 10 * k, 130), (grey, grey, grey)).save(train / wnid / f"{wnid}_{k}.JPEG")
+    out = download_dataset("imagenet-64", str(tmp_path / "data"), imagenet_source=str(tmp_path / "src"))
+    assert out == str(tmp_path / "data" / "imagenet-64" / "imagenet-64x64.zip")
+    ds = ImageFolderDataset(out, label_dim=1000)
+    assert len(ds) == 4 and ds.image_shape == (3, 64, 64)
+    for i, (label, grey) in enumerate([(0, 40), (0, 40), (1, 200), (1, 200)]):
+        assert int(ds[i]["condition"].argmax()) == label
+        assert abs(float(ds[i]["real"].mean()) - (grey / 127.5 - 1)) < 0.02  # JPEG of a flat grey
+    code = download_script().main(["--dataset", "imagenet-64", "--dest", str(tmp_path / "data2")])
+    err = capsys.readouterr().err
+    assert code == 2 and "ILSVRC/Data/CLS-LOC/train" in err and "Traceback" not in err
 
 
 # ----------------------------------------------------------------------------------------------- Gaussian mixture

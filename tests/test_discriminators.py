@@ -1,16 +1,14 @@
 """Discriminator heads: logits [B, heads], each head sees only its own feature, GroupNorm group choice, tiny
-resolutions, video head types and their errors."""
+resolutions (the video heads: test_discriminators_video.py)."""
 
 import pytest
 import torch
 from torch import nn
 
 from fastgen.networks.discriminators import (
-    VIDEO_DISC_TYPES,
     Discriminator_EDM,
     Discriminator_ImageDiT,
     Discriminator_MLP,
-    Discriminator_VideoDiT,
     edm_head,
     group_norm_groups,
 )
@@ -131,29 +129,6 @@ def test_image_dit_discriminator():
     torch.testing.assert_close(logits[:, 0], head[:-1](feats[0]).mean(dim=(1, 2, 3)))
 
 
-@pytest.mark.parametrize("disc_type", sorted(VIDEO_DISC_TYPES))
-def test_video_dit_discriminator_types(disc_type):
-    torch.manual_seed(0)
-    disc = Discriminator_VideoDiT(feature_indices=[1, 3], num_blocks=4, disc_type=disc_type, inner_dim=16)
-    feats = [torch.randn(2, 16, 3, 6, 6), torch.randn(2, 16, 3, 6, 6)]
-    logits = assert_heads_independent(disc, feats)
-    assert logits.std() > 0
-    # a single frame at 2x2 still works
-    assert disc([torch.randn(2, 16, 1, 2, 2)] * 2).shape == (2, 2)
-
-
-def test_video_dit_defaults_and_unknown_type():
-    disc = Discriminator_VideoDiT(num_blocks=30, inner_dim=16)
-    assert disc.feature_indices == [15] and disc.disc_type == "conv3d_down_mlp_efficient"
-    # efficient = 4x channel reduction before the 3-D convs
-    assert disc.heads["15"].reduce[0].out_channels == 4
-    large = Discriminator_VideoDiT([0], num_blocks=2, disc_type="multiscale_down_mlp_large", inner_dim=16)
-    assert large.heads["0"].mlp[0].in_features == 16 * 3 and large.heads["0"].mlp[0].out_features == 32
-    with pytest.raises(ValueError, match="conv3d_down_mlp_efficient") as err:
-        Discriminator_VideoDiT([0], num_blocks=2, disc_type="transformer_head", inner_dim=16)
-    assert "transformer_head" in str(err.value) and "multiscale_down_mlp_large" in str(err.value)
-
-
 def test_mlp_discriminator_for_vector_features():
     torch.manual_seed(0)
     disc = Discriminator_MLP(in_dims=[2, 8, 8], hidden_dim=16)
@@ -164,3 +139,95 @@ def test_mlp_discriminator_for_vector_features():
     same_width = Discriminator_MLP(feature_indices=[1, 3], in_dims=8, hidden_dim=16)
     assert same_width.feature_indices == [1, 3]
     assert same_width([torch.randn(4, 8), torch.randn(4, 8)]).shape == (4, 2)
+
+
+# ------------------------------------------------------------------------------ Stable Diffusion U-Net heads
+def test_sd_discriminators_match_the_reference_layout():
+    from fastgen.networks.discriminators import Discriminator_SD15, Discriminator_SDXL
+
+    with torch.device("meta"):  # full-size 1280-channel heads: check the layout without allocating them
+        sd15, sdxl, sdxl512 = Discriminator_SD15(), Discriminator_SDXL(), Discriminator_SDXL(resolution=512)
+    assert sd15.all_res == [32, 16, 8, 8, 8] and sd15.feature_indices == [4] and sd15.in_channels[4] == 1280
+    assert sd15.in_channels == [320, 640, 1280, 1280, 1280]
+    assert sdxl512.all_res == [32, 16, 16, 16]
+    assert sdxl.all_res == [64, 32, 32, 32] and sdxl.feature_indices == [3] and sdxl.in_channels[3] == 1280
+    # the mid-block head: 8x8 -> (conv4x4 s2) 4x4 -> (conv4x4 s4) 1x1 -> 1x1 conv, as for EDM features
+    head = sd15.heads["4"]
+    assert [m.kernel_size for m in head if isinstance(m, nn.Conv2d)] == [(4, 4), (4, 4), (1, 1)]
+    assert head[0].in_channels == 1280 and head[-1].out_channels == 1
+
+
+@pytest.mark.parametrize("name", ["Discriminator_SD15", "Discriminator_SDXL"])
+def test_sd_discriminators_logits_and_gradients(name):
+    import fastgen.networks.discriminators as D
+
+    torch.manual_seed(0)
+    cls = getattr(D, name)
+    n = 5 if name.endswith("SD15") else 4
+    channels = [8, 8, 16, 16, 16][:n]
+    disc = cls(feature_indices=range(n), resolution=128, in_channels=channels)  # latents 16x16
+    res = disc.all_res
+    assert res == ([8, 4, 2, 2, 2] if n == 5 else [8, 4, 4, 4])
+    feats = [torch.randn(2, c, r, r) for c, r in zip(channels, res)]
+    logits = assert_heads_independent(disc, feats)
+    assert logits.shape == (2, n)
+    # per-sample: a logit depends only on its own sample's features
+    feats2 = [f.clone() for f in feats]
+    feats2[0][1] += 1.0
+    changed = disc(feats2)
+    torch.testing.assert_close(changed[0], logits[0])
+    assert not torch.allclose(changed[1, 0], logits[1, 0])
+
+
+def test_smoke_overrides_fit_heads_to_tiny_features():
+    from fastgen.networks.discriminators import Discriminator, Discriminator_SD15
+
+    shapes = [(8, 4, 4), (16, 2, 2), (16, 2, 2)]
+    kw = Discriminator_SD15.smoke_overrides({"feature_indices": [0, 4], "resolution": 512}, shapes)
+    assert kw == {"all_res": [4, 2, 2], "in_channels": [8, 16, 16], "feature_indices": [0, 2]}
+    disc = Discriminator_SD15(**kw)
+    assert disc(dict(enumerate(torch.randn(2, *s) for s in shapes))).shape == (2, 2)
+    # transformer heads: 57 Flux blocks -> the same relative depth of 3 tiny blocks; None (middle) stays None
+    flux = Discriminator_ImageDiT.smoke_overrides({"num_blocks": 57, "feature_indices": [28, 56]}, [(6, 2, 2)] * 3)
+    assert flux == {"num_blocks": 3, "inner_dim": 6, "feature_indices": [1, 2]}
+    assert Discriminator_ImageDiT.smoke_overrides({"num_blocks": 60}, [(6, 2, 2)] * 4)["feature_indices"] is None
+    assert Discriminator.smoke_indices([0, 1, 2], 3, 3) == [0, 1, 2]
+    with pytest.raises(NotImplementedError, match="Discriminator declares no tiny size"):
+        Discriminator.smoke_overrides({}, shapes)
+
+
+@pytest.mark.parametrize("method", ["dmd2", "f_distill", "ladd"])
+@pytest.mark.parametrize("disc", ["Discriminator_SD15_Res512_Config", "Discriminator_SDXL_Res1024_Config",
+                                  "Discriminator_ImageDiT_Flux_Config"])
+def test_gan_methods_use_the_image_discriminators_unchanged(method, disc, tmp_path, monkeypatch, capsys, one_thread):
+    """One critic and one generator step of DMD2 / f-distill / LADD with each image discriminator on the features
+    of a tiny EDM teacher (fitted by --smoke): finite losses, and the critic step trains the heads."""
+    import importlib
+
+    from fastgen.configs import discriminator as D
+    from fastgen.smoke import apply_smoke
+    from fastgen.utils import instantiate
+
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    config = importlib.import_module(f"fastgen.configs.methods.config_{method}").create_config()
+    config.model.discriminator = getattr(D, disc)
+    apply_smoke(config, output_root=str(tmp_path))
+    torch.manual_seed(0)
+    model = instantiate(config.model_class, config=config.model)
+    model.on_train_begin()
+    model.init_optimizers()
+    data = next(iter(instantiate(config.dataloader_train)))
+    freq = config.model.student_update_freq
+    for iteration in (1, freq):  # critic step, then generator step
+        model.optimizers_zero_grad(iteration)
+        loss_map, _ = model.single_train_step(data, iteration)
+        assert torch.isfinite(loss_map["total_loss"])
+        loss_map["total_loss"].backward()
+        grads = [p.grad for p in model.discriminator.parameters() if p.grad is not None]
+        if iteration == 1:
+            assert grads and sum(g.abs().sum() for g in grads) > 0
+        else:  # generator step: the heads are frozen, the student gets the GAN gradient
+            assert not grads
+            assert sum(p.grad.abs().sum() for p in model.net.parameters() if p.grad is not None) > 0
+    capsys.readouterr()

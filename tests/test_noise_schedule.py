@@ -56,10 +56,15 @@ def test_cogvideox_zero_terminal_snr_and_shift():
     base = scaled_linear_alphas_cumprod()
     assert abar[-1].item() == 0.0 and abs(abar[0].item() - base[0].item()) < 1e-15
     s1, s3 = get_noise_schedule("cogvideox", snr_shift_scale=1.0), get_noise_schedule("cogvideox")
-    t = torch.tensor([0.0, 0.1, 0.5, 0.9], dtype=F64)
-    torch.testing.assert_close(s3.sqrt_snr(t) ** 2, s1.sqrt_snr(t) ** 2 / 3.0, rtol=1e-10, atol=0)
-    # terminal alpha-bar floored at 2^-24 so log alpha-bar stays finite
-    assert abs(s1.alpha(0.999).item() - 2.0**-12) < 1e-15
+    # SNR / 3 first, then the rescale (diffusers' order): the first entry keeps the shifted SNR, the last is 0
+    snr0 = base[0] / (1 - base[0])
+    assert abs((s3.sqrt_snr(0.0) ** 2).item() - snr0.item() / 3.0) < 1e-9 * snr0.item()
+    assert abs((s1.sqrt_snr(0.0) ** 2).item() - snr0.item()) < 1e-9 * snr0.item()
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=F64)
+    assert (s3.sqrt_snr(t) < s1.sqrt_snr(t)).all()
+    # terminal alpha-bar (0 after the rescale) floored at 1e-20 so log alpha-bar stays finite
+    assert abs(s1.alpha(0.999).item() - 1e-10) < 1e-20 and abs(s3.alpha(0.999).item() - 1e-10) < 1e-20
+    assert get_noise_schedule("sd").alpha(0.999).item() ** 2 > 1e-3  # sd: no rescale
 
 
 def test_alphas_schedule_from_a_table_interpolates_log_alpha_bar():
@@ -271,3 +276,14 @@ def test_latents():
     torch.testing.assert_close(edm.latents(noise), noise * 80.0)
     torch.testing.assert_close(rf.latents(noise, 0.5), noise * 0.5)
     assert edm.latents(noise).dtype == torch.float32
+
+
+def test_ddpm_linear_schedule_is_dits_table():
+    """DiT's DDPM linear betas (1e-4 -> 0.02): alpha-bar at the grid equals the cumulative product exactly."""
+    from fastgen.networks.DiT.convert import dit_alphas_cumprod
+
+    schedule = get_noise_schedule("ddpm_linear")
+    table = torch.tensor(dit_alphas_cumprod(), dtype=torch.float64)
+    t = torch.arange(1000, dtype=torch.float64) / 1000
+    torch.testing.assert_close(schedule.alpha(t) ** 2, table, rtol=1e-12, atol=1e-15)
+    assert abs(float(table[-1]) - 4.0358e-5) < 1e-8

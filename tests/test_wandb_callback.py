@@ -243,3 +243,55 @@ def test_mode_resolution_and_ids(monkeypatch):
     ids = {generate_run_id() for _ in range(50)}
     alphabet = set("abcdefghijklmnopqrstuvwxyz0123456789")
     assert len(ids) == 50 and all(len(i) == 8 and set(i) <= alphabet for i in ids)
+
+
+class _LatentNet(torch.nn.Module):
+    """A net with a video VAE: decode maps 4-channel latents [N, 4, T, h, w] to RGB at twice the size."""
+
+    def __init__(self):
+        super().__init__()
+        self.vae = _TinyVideoVAE()
+
+
+class _TinyVideoVAE(torch.nn.Module):
+    def decode(self, z):
+        assert z.ndim == 5, "a video VAE decodes the whole latent video"
+        return torch.tanh(z[:, :3]).repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+
+
+def test_video_samples_logged_as_wandb_video(wandb_env):
+    from fastgen.utils.video import make_contact_sheet, make_video_grid, read_video
+
+    tmp_path = wandb_env
+    trainer, callbacks = build(tmp_path, make_config(tmp_path), video_fps=8)
+    t, y, x = torch.meshgrid(torch.arange(5), torch.arange(16), torch.arange(16), indexing="ij")
+    videos = torch.stack([0.8 * torch.stack([torch.sin(x / 8 + t / 2 + k), torch.cos(y / 8 - t / 3),
+                                             torch.sin((x + y) / 12)]) for k in range(2)])  # [2, 3, 5, 16, 16]
+    callbacks.on_app_begin()
+    run_training(callbacks, TinyModel(), [1, 2], videos)
+    callbacks.on_app_end()
+
+    run_id = callbacks["wandb"].run_id
+    run_dir = next((trainer.run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
+    rows = [row for row in history_rows(run_dir / f"run-{run_id}.wandb") if "train_media/videos/_type" in row]
+    assert [row["iteration"] for row in rows] == [2]
+    assert rows[0]["train_media/videos/_type"] == "video-file" and rows[0]["train_media/samples/_type"] == "image-file"
+    logged = read_video(run_dir / "files" / rows[0]["train_media/videos/path"])
+    saved = read_video(trainer.run_dir / "samples" / "iter_0000002.mp4")
+    expected = make_video_grid(videos)  # the two videos side by side: 5 frames of 16x32
+    for clip in (logged, saved):
+        assert clip.frames.shape == (5, 16, 32, 3) and clip.fps == 8.0
+        diff = np.abs(clip.frames.astype(int) - expected.astype(int)).mean(axis=(1, 2, 3))
+        assert diff.max() < 5.0  # h264 yuv420p crf 18 at this tiny size
+        assert np.abs(clip.frames.astype(int) - expected[::-1].astype(int)).mean() > 15.0  # frame order matters
+    from PIL import Image
+
+    sheet = np.asarray(Image.open(trainer.run_dir / "samples" / "iter_0000002.png"))
+    assert np.array_equal(sheet, make_contact_sheet(videos))  # a row of frames per sample
+
+    # latent videos are decoded as videos by the net's VAE
+    wandb_cb = callbacks["wandb"]
+    latents = torch.randn(6, 4, 2, 4, 4)
+    decoded = wandb_cb.sample_images(SimpleNamespace(net=_LatentNet()), {"gen_rand": latents})
+    torch.testing.assert_close(decoded, _TinyVideoVAE().decode(latents[:4]))  # num_video_samples=4 by default
+    assert decoded.shape == (4, 3, 2, 8, 8)

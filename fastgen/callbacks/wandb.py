@@ -11,6 +11,9 @@ from the active optimizers when they step; every sibling callback's `logs` dict 
 logging iteration (`iteration % logging_iter == 0` and iteration 1). All rows carry `iteration`, which is the
 x-axis (a custom step metric, so rows re-logged after a resume are not dropped by W&B's monotonic `_step`).
 Sample grids (`outputs["gen_rand"]`) go to W&B and, unless `save_png=False`, to `{run_dir}/samples/*.png`.
+Video samples ([N, C, T, H, W]) go as a `wandb.Video` (one h264 mp4 whose frames are the batch's grids, encoded by
+fastgen.utils.video through PyAV; no moviepy needed) under `.../videos`, plus a contact sheet (a row of frames per
+sample) as the image under `.../samples`; the files are `{run_dir}/samples/*.mp4` and `*.png`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ from fastgen.callbacks.callback import (
     unwrap_module,
 )
 from fastgen.utils.image_grid import make_image_grid, save_image_grid
+from fastgen.utils.video import (
+    encode_mp4,
+    make_contact_sheet,
+    make_video_grid,
+    save_contact_sheet,
+    write_bytes_atomic,
+)
 
 WANDB_MODES = ("online", "offline", "disabled")
 _ENV_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
@@ -146,18 +156,24 @@ class WandbCallback(Callback):
     sample_logging_iter: log sample grids every this many iterations (None -> trainer.logging_iter; 0 -> never).
     validation_logging_step: which validation step (1-based) provides the validation sample grid (0 -> none).
     num_grid_samples: images per grid.
-    save_png: also write grids as PNG under {run_dir}/samples/ (for users without W&B).
+    num_video_samples: videos per logged video grid (decoded videos are large: kept separate and small).
+    save_png: also write grids as PNG (videos: mp4 + contact-sheet PNG) under {run_dir}/samples/ (for users
+        without W&B).
+    video_fps: frame rate of logged video samples.
     """
 
     order = 100  # after every other callback, so their scalars of this iteration are ready
 
     def __init__(self, sample_logging_iter: int | None = None, validation_logging_step: int = 1,
-                 num_grid_samples: int = 16, save_png: bool = True):
+                 num_grid_samples: int = 16, save_png: bool = True, video_fps: float = 16,
+                 num_video_samples: int = 4):
         super().__init__()
         self.sample_logging_iter = sample_logging_iter
         self.validation_logging_step = validation_logging_step
         self.num_grid_samples = num_grid_samples
+        self.num_video_samples = num_video_samples
         self.save_png = save_png
+        self.video_fps = float(video_fps)
         self.run: Any = None
         self.run_id: str | None = None
         self.mode: str | None = None
@@ -314,29 +330,29 @@ class WandbCallback(Callback):
 
     @torch.no_grad()
     def sample_images(self, model: Any, outputs: Any) -> torch.Tensor | None:
-        """Images [N, C, H, W] in [-1, 1] from outputs["gen_rand"] (called if callable, on every rank: with FSDP
-        sampling needs all of them), the first frame of videos, VAE-decoded when the net has a VAE; None if the
-        outputs hold no images (e.g. toy vector data)."""
+        """Images [N, C, H, W] or videos [N, C, T, H, W] in [-1, 1] from outputs["gen_rand"] (called if callable,
+        on every rank: with FSDP sampling needs all of them), VAE-decoded when the net has a VAE and the channels
+        are not 1 or 3; None if the outputs hold no images (e.g. toy vector data)."""
         generated = outputs.get("gen_rand") if isinstance(outputs, Mapping) else None
         if callable(generated):
             generated = generated()
         if not isinstance(generated, torch.Tensor):
             return None
-        images = generated[: self.num_grid_samples]
-        if images.ndim == 5:
-            images = images[:, :, 0]
-        if images.ndim != 4:
+        images = generated[: self.num_video_samples if generated.ndim == 5 else self.num_grid_samples]
+        if images.ndim not in (4, 5):
             return None
         if images.shape[1] not in (1, 3):
             net = getattr(unwrap_model(model), "net", None)
             vae = getattr(unwrap_module(net), "vae", None) if isinstance(net, torch.nn.Module) else None
             if vae is not None and hasattr(vae, "decode"):
-                images = vae.decode(images)
+                images = vae.decode(images)  # a video VAE decodes the whole [N, C, T, h, w] latent
         return images.detach().float().cpu()
 
     def _media(self, key: str, images: torch.Tensor, png_name: str) -> dict[str, Any]:
         if not is_rank0():
             return {}
+        if images.ndim == 5:
+            return self._video_media(key, images, png_name)
         if self.save_png:
             save_image_grid(images, self.run_dir / "samples" / png_name)
         if self.run is None:
@@ -344,6 +360,22 @@ class WandbCallback(Callback):
         import wandb
 
         return {key: wandb.Image(make_image_grid(images))}
+
+    def _video_media(self, key: str, videos: torch.Tensor, png_name: str) -> dict[str, Any]:
+        """Videos [N, C, T, H, W]: the grid video (mp4) under `.../videos` and a contact sheet under `key`."""
+        mp4 = encode_mp4(make_video_grid(videos), fps=self.video_fps)
+        sheet = make_contact_sheet(videos)
+        if self.save_png:
+            write_bytes_atomic((self.run_dir / "samples" / png_name).with_suffix(".mp4"), mp4)
+            save_contact_sheet(videos, self.run_dir / "samples" / png_name)
+        if self.run is None:
+            return {}
+        import io
+
+        import wandb
+
+        video_key = key.rsplit("/", 1)[0] + "/videos"
+        return {key: wandb.Image(sheet), video_key: wandb.Video(io.BytesIO(mp4), format="mp4")}
 
     # --- state -------------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

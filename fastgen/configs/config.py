@@ -77,6 +77,7 @@ class BaseCheckpointerConfig(ConfigNode):
     s3_credential: str = DEFAULT_S3_CREDENTIAL
     # with use_s3: local copies of uploaded checkpoints to keep ("keep_latest" resumes without a download)
     s3_local_copy_type: str = "keep_latest"  # keep_latest | keep_all | delete
+    keep_last: int = 0  # after each save keep only the newest N checkpoints (local and on S3); 0 keeps all
     pretrained_ckpt_path: str = ""  # a fastgen checkpoint of a previous stage
     # model attribute -> key in that checkpoint's "model" dict
     pretrained_ckpt_key_map: dict[str, str] = attrs.Factory(lambda: {"net": "net"})

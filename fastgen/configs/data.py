@@ -41,3 +41,46 @@ GaussianMixture_Loader_Config = L("fastgen.datasets.gaussian_mixture.GaussianMix
 TeacherPair_Loader_Config = L("fastgen.datasets.kd_dataset.TeacherPairLoader")(
     path=f"{DATA_ROOT_DIR}/kd/teacher_pairs", batch_size=64, seed=0, sampler_start_idx=None,
 )
+
+# --- WebDataset loaders (tar shards on disk or S3; fastgen/datasets/wds/README in fastgen/datasets/README.md) --------
+# `datatags` name shard sources as "WDS:<folder or s3://bucket/prefix>"; `key_map` maps batch keys to the file
+# extensions inside each sample; `files_map` loads one file shared by every sample (e.g. a negative-prompt
+# embedding); `presets` fill a key with a named constant (fastgen.datasets.wds.presets.PRESET_CONSTANTS).
+_WDS = "fastgen.datasets.wds.loaders"
+
+
+def _wds_tag(name: str) -> list[str]:
+    return [f"WDS:{data_root_dir()}/wds/{name}"]
+
+
+ImageLoaderConfig = L(f"{_WDS}.ImageWDSLoader")(
+    datatags=_wds_tag("images"), batch_size=32, key_map={"real": "jpg", "condition": "txt"}, files_map=None,
+    presets={"neg_condition": "empty_string"}, img_size=512, seed=0, shuffle_size=1000, num_workers=4,
+    sampler_start_idx=None, max_fail_fraction=0.01,
+)
+ImageLatentLoaderConfig = L(f"{_WDS}.WDSLoader")(
+    datatags=_wds_tag("image_latents"), batch_size=32, key_map={"real": "latent.pth", "condition": "txt_emb.pth"},
+    files_map={"neg_condition": f"{DATA_ROOT_DIR}/wds/neg_prompt_emb.npy"}, presets=None, seed=0, shuffle_size=1000,
+    num_workers=4, sampler_start_idx=None, max_fail_fraction=0.01, sample_shapes=None,
+)
+VideoLoaderConfig = L(f"{_WDS}.VideoWDSLoader")(
+    datatags=_wds_tag("videos"), batch_size=2, key_map={"real": "mp4", "condition": "txt"}, files_map=None,
+    presets={"neg_condition": "neg_prompt_wan"}, sequence_length=81, img_size=(832, 480), decoder_type="segment",
+    seed=0, shuffle_size=100, num_workers=2, sampler_start_idx=None, max_fail_fraction=0.01,
+)
+VideoLatentLoaderConfig = L(f"{_WDS}.WDSLoader")(
+    datatags=_wds_tag("video_latents"), batch_size=2, key_map={"real": "latent.pth", "condition": "txt_emb.pth"},
+    files_map={"neg_condition": f"{DATA_ROOT_DIR}/wds/neg_prompt_emb.npy"}, presets=None, seed=0, shuffle_size=100,
+    num_workers=2, sampler_start_idx=None, max_fail_fraction=0.01, sample_shapes=None,
+)
+# knowledge distillation: (noise, teacher output, condition) pairs, and whole teacher ODE paths
+PairLoaderConfig = L(f"{_WDS}.WDSLoader")(
+    datatags=_wds_tag("kd_pairs"), batch_size=2,
+    key_map={"real": "real.pth", "noise": "noise.pth", "condition": "txt_emb.pth"}, files_map=None, presets=None,
+    seed=0, shuffle_size=100, num_workers=2, sampler_start_idx=None, max_fail_fraction=0.01, sample_shapes=None,
+)
+PathLoaderConfig = L(f"{_WDS}.WDSLoader")(
+    datatags=_wds_tag("kd_paths"), batch_size=2,
+    key_map={"real": "real.pth", "path": "path.pth", "condition": "txt_emb.pth"}, files_map=None, presets=None,
+    seed=0, shuffle_size=100, num_workers=2, sampler_start_idx=None, max_fail_fraction=0.01, sample_shapes=None,
+)

@@ -59,3 +59,21 @@ Toy_MLP_Config = L("fastgen.networks.toy.ToyMLP")(
     dim=2, hidden_dim=128, num_layers=3, label_dim=0, net_pred_type="x0", schedule_type="edm"
 )
 GMM_Oracle_Config = L("fastgen.networks.toy.GMMDenoiser")(gmm_name="ring8", dim=2, schedule_type="edm")
+
+# Large text-to-image families (diffusers-backed; fastgen/networks/hf). model_id: hub id or local folder.
+_HF = "fastgen.networks.hf."
+SD15Config = L(_HF + "SD15")(
+    model_id="runwayml/stable-diffusion-v1-5", load_pretrained=True, net_pred_type="eps", schedule_type="sd"
+)
+SDXLConfig = L(_HF + "SDXL")(
+    model_id="stabilityai/stable-diffusion-xl-base-1.0", load_pretrained=True, net_pred_type="eps",
+    schedule_type="sdxl",
+)
+# guidance_scale: FLUX.1-dev's distilled guidance (an input of the transformer, not CFG)
+FluxConfig = L(_HF + "Flux")(
+    model_id="black-forest-labs/FLUX.1-dev", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    guidance_scale=3.5,
+)
+QwenImageConfig = L(_HF + "QwenImage")(
+    model_id="Qwen/Qwen-Image", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
+)

@@ -15,6 +15,9 @@ _EXPORTS = {
     "TeacherPairLoader": "kd_dataset",
     "generate_teacher_pairs": "kd_dataset",
     "AugmentPipe": "augment",
+    "WDSLoader": "wds.loaders",
+    "ImageWDSLoader": "wds.loaders",
+    "VideoWDSLoader": "wds.loaders",
 }
 
 __all__ = sorted(_EXPORTS)

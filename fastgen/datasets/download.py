@@ -4,6 +4,8 @@
   optionally also an EDM zip (`idx_to_edm_zip`).
 - CIFAR-10: the python tarball, converted to `<dest>/cifar10/cifar10-32x32.zip` (EDM layout: `00000/img00000000.png`
   + `dataset.json` labels; what ImageLoader and `CIFAR10_Loader_Config` expect).
+- ImageNet-64: not downloadable (licence); converted from a local copy of the ILSVRC train folders
+  (`IMAGENET_LAYOUT` tells where to get it and how to lay it out) to `<dest>/imagenet-64/imagenet-64x64.zip`.
 Every download is checked against its published MD5 and written atomically (temporary file, then rename). CIFAR-10's
 pickled batches are read with an unpickler that only admits numpy arrays, so a tampered file cannot run code.
 """
@@ -44,6 +46,7 @@ DATASETS = {
     },
 }
 CIFAR10_ZIP_NAME = "cifar10-32x32.zip"
+DATASET_NAMES = (*DATASETS, "imagenet-64", "imagenet-256")  # what --dataset accepts
 
 
 def md5_of(path: str, chunk_size: int = 1 << 20) -> str:
@@ -81,12 +84,13 @@ def download_file(urls: Iterable[str], dest: str, md5: str | None, force: bool =
     raise RuntimeError(f"could not download {os.path.basename(dest)}:\n  " + "\n  ".join(errors))
 
 
-def download_idx_dataset(name: str, dest: str, force: bool = False) -> str:
+def download_idx_dataset(name: str, dest: str, force: bool = False, mirror: str | None = None) -> str:
     """Fashion-MNIST or MNIST IDX files into `<dest>/<name>/`; returns that directory."""
     spec = DATASETS[name]
     folder = os.path.join(dest, name)
     for file_name, md5 in spec["files"].items():
-        download_file([m + file_name for m in spec["mirrors"]], os.path.join(folder, file_name), md5, force=force)
+        download_file([m + file_name for m in mirrors_for(name, mirror)], os.path.join(folder, file_name), md5,
+                      force=force)
     return folder
 
 
@@ -95,20 +99,80 @@ def write_edm_zip(images: np.ndarray, labels: np.ndarray | None, out_path: str) 
     """uint8 images [N, H, W] or [N, H, W, C] (+ int labels [N]) -> EDM zip with PNGs and dataset.json (atomic)."""
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
         raise ValueError(f"write_edm_zip expects uint8 [N, H, W(, C)] images, got {images.dtype} {images.shape}")
+    pairs = zip(images, labels if labels is not None else [None] * len(images))
+    return write_edm_zip_stream(pairs, out_path, with_labels=labels is not None)
+
+
+def write_edm_zip_stream(pairs: Iterable, out_path: str, with_labels: bool = True) -> str:
+    """(uint8 image, label) pairs, one at a time (ImageNet does not fit in memory) -> EDM zip (atomic)."""
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = f"{out_path}.part{os.getpid()}"
     entries = []
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-        for i, image in enumerate(images):
+        for i, (image, label) in enumerate(pairs):
             name = f"{i // 1000:05d}/img{i:08d}.png"
             buffer = io.BytesIO()
             PIL.Image.fromarray(image).save(buffer, format="png", compress_level=0, optimize=False)
             archive.writestr(name, buffer.getvalue())
-            if labels is not None:
-                entries.append([name, int(labels[i])])
-        archive.writestr("dataset.json", json.dumps({"labels": entries if labels is not None else None}))
+            if with_labels:
+                entries.append([name, int(label)])
+        archive.writestr("dataset.json", json.dumps({"labels": entries if with_labels else None}))
     os.replace(tmp, out_path)
     return out_path
+
+
+# ------------------------------------------------------------------------------------------------------ ImageNet
+IMAGENET_LAYOUT = """ImageNet cannot be downloaded automatically (its licence needs a sign-in). Get the ILSVRC 2012 training
+images (e.g. Kaggle's "imagenet-object-localization-challenge") so that this layout exists:
+    SOURCE/ILSVRC/Data/CLS-LOC/train/n01440764/n01440764_10026.JPEG   (1000 class folders named by WordNet id)
+then run:  python scripts/download_data.py --dataset imagenet-64 --imagenet-source SOURCE
+It writes $DATA_ROOT_DIR/imagenet-64/imagenet-64x64.zip (EDM layout, labels = index of the sorted class folders),
+which ImageNet64_Loader_Config reads. imagenet-256 (imagenet_256_sd.zip) holds SD-VAE latents of 256x256 crops;
+encode those with a VAE first: it is not produced by this script."""
+IMAGENET_ZIPS = {"imagenet-64": ("imagenet-64", "imagenet-64x64.zip", 64)}
+
+
+def imagenet_train_dir(source: str) -> str:
+    """The folder of class folders: SOURCE itself, or SOURCE/ILSVRC/Data/CLS-LOC/train."""
+    for candidate in (os.path.join(source, "ILSVRC", "Data", "CLS-LOC", "train"), source):
+        if os.path.isdir(candidate) and any(d.startswith("n") and os.path.isdir(os.path.join(candidate, d))
+                                            for d in os.listdir(candidate)):
+            return candidate
+    raise ValueError(f"--imagenet-source {source} has no class folders (n0xxxxxxx/).\n{IMAGENET_LAYOUT}")
+
+
+def center_crop_box_resize(image: PIL.Image.Image, resolution: int) -> np.ndarray:
+    """Halve with box filters while the short side is >= 2x the target, bicubic to the target, centre crop (the
+    ADM/EDM ImageNet preprocessing), uint8 [res, res, 3]."""
+    image = image.convert("RGB")
+    while min(image.size) >= 2 * resolution:
+        image = image.resize(tuple(x // 2 for x in image.size), resample=PIL.Image.BOX)
+    scale = resolution / min(image.size)
+    image = image.resize(tuple(round(x * scale) for x in image.size), resample=PIL.Image.BICUBIC)
+    array = np.asarray(image)
+    top, left = (array.shape[0] - resolution) // 2, (array.shape[1] - resolution) // 2
+    return array[top:top + resolution, left:left + resolution]
+
+
+def convert_imagenet(source: str, dest: str, name: str = "imagenet-64", force: bool = False) -> str:
+    """ImageNet train folders -> `<dest>/imagenet-64/imagenet-64x64.zip`; returns the zip path."""
+    folder, zip_name, resolution = IMAGENET_ZIPS[name]
+    out_path = os.path.join(dest, folder, zip_name)
+    if os.path.isfile(out_path) and not force:
+        return out_path
+    train = imagenet_train_dir(source)
+    classes = sorted(d for d in os.listdir(train) if os.path.isdir(os.path.join(train, d)))
+    files = [(os.path.join(train, c, f), label) for label, c in enumerate(classes)
+             for f in sorted(os.listdir(os.path.join(train, c))) if f.lower().endswith((".jpeg", ".jpg", ".png"))]
+    if not files:
+        raise ValueError(f"no JPEG images under {train}.\n{IMAGENET_LAYOUT}")
+
+    def pairs():
+        for path, label in files:
+            with PIL.Image.open(path) as image:
+                yield center_crop_box_resize(image, resolution), label
+
+    return write_edm_zip_stream(pairs(), out_path)
 
 
 def idx_to_edm_zip(idx_dir: str, out_path: str, split: str = "train") -> str:
@@ -162,25 +226,39 @@ def cifar10_tar_to_edm_zip(tar_path: str, out_path: str, split: str = "train") -
     return write_edm_zip(np.concatenate(images), np.concatenate(labels), out_path)
 
 
-def download_cifar10(dest: str, force: bool = False) -> str:
-    """CIFAR-10 tarball -> `<dest>/cifar10/cifar10-32x32.zip`; returns the zip path."""
+def mirrors_for(name: str, mirror: str | None) -> tuple[str, ...]:
+    """The published mirrors, or one given base URL (an internal mirror; file:// works) tried first."""
+    published = DATASETS[name]["mirrors"]
+    return (mirror.rstrip("/") + "/", *published) if mirror else published
+
+
+def download_cifar10(dest: str, force: bool = False, mirror: str | None = None, md5: str | None = None) -> str:
+    """CIFAR-10 tarball -> `<dest>/cifar10/cifar10-32x32.zip`; returns the zip path. The tarball must match the
+    published MD5 (`md5` replaces it only for tests of the conversion on a fake archive)."""
     spec = DATASETS["cifar10"]
-    (file_name, md5), = spec["files"].items()
-    tar_path = download_file([m + file_name for m in spec["mirrors"]], os.path.join(dest, "cifar10", file_name),
-                             md5, force=force)
+    (file_name, published_md5), = spec["files"].items()
+    urls = [m + file_name for m in mirrors_for("cifar10", mirror)]
+    tar_path = download_file(urls, os.path.join(dest, "cifar10", file_name), md5 or published_md5, force=force)
     out_path = os.path.join(dest, "cifar10", CIFAR10_ZIP_NAME)
     if os.path.isfile(out_path) and not force:
         return out_path
     return cifar10_tar_to_edm_zip(tar_path, out_path)
 
 
-def download_dataset(name: str, dest: str, force: bool = False, edm_zip: bool = False) -> str:
+def download_dataset(name: str, dest: str, force: bool = False, edm_zip: bool = False, mirror: str | None = None,
+                     imagenet_source: str | None = None) -> str:
     """Entry point of scripts/download_data.py."""
+    if name in IMAGENET_ZIPS:
+        if not imagenet_source:
+            raise ValueError(f"--dataset {name} needs --imagenet-source.\n{IMAGENET_LAYOUT}")
+        return convert_imagenet(imagenet_source, dest, name, force=force)
+    if name == "imagenet-256":
+        raise ValueError(IMAGENET_LAYOUT)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASET_NAMES)}")
     if name == "cifar10":
-        return download_cifar10(dest, force=force)
-    folder = download_idx_dataset(name, dest, force=force)
+        return download_cifar10(dest, force=force, mirror=mirror)
+    folder = download_idx_dataset(name, dest, force=force, mirror=mirror)
     if edm_zip:
         for split in ("train", "test"):
             idx_to_edm_zip(folder, os.path.join(folder, f"{name}-28x28-{split}.zip"), split=split)

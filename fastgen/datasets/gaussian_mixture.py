@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import torch
 
-from fastgen.datasets.loader import InfiniteLoader
+from fastgen.datasets.loader import InfiniteLoader, synthetic_labels
 from fastgen.datasets.samplers import seed_from
 from fastgen.utils.gmm import GaussianMixture, make_gmm
 
@@ -82,3 +82,13 @@ class GaussianMixtureLoader(InfiniteLoader):
         super().__init__(dataset, batch_size=batch_size, seed=seed, shuffle=shuffle,
                          sampler_start_idx=sampler_start_idx, rank=rank, world_size=world_size, num_workers=0)
         self.label_dim = dataset.label_dim
+
+    @classmethod
+    def smoke_batch(cls, kwargs: dict, batch_size: int) -> dict:
+        """`train.py --smoke`: real mixture samples (they are cheap), one-hot components when use_labels."""
+        gmm = make_gmm(kwargs.get("gmm_name", "ring8"), int(kwargs.get("dim", 2)))
+        real, components = gmm.sample(batch_size)
+        labels = synthetic_labels(batch_size, gmm.num_components if kwargs.get("use_labels", False) else 0)
+        if kwargs.get("use_labels", False):
+            labels["condition"] = torch.nn.functional.one_hot(components, gmm.num_components).float()
+        return {"real": real.to(torch.float32), **labels}

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastgen.datasets.loader import InfiniteLoader
+from fastgen.datasets.loader import InfiniteLoader, synthetic_image_batch
 from fastgen.utils.env import data_root_dir
 
 # IDX dtype code -> numpy dtype (big-endian where multi-byte).
@@ -195,6 +195,12 @@ class IDXLoader(InfiniteLoader):
                          sampler_start_idx=sampler_start_idx, rank=rank, world_size=world_size,
                          num_workers=num_workers)
         self.label_dim = dataset.label_dim
+
+    @classmethod
+    def smoke_batch(cls, kwargs: dict, batch_size: int) -> dict:
+        """`train.py --smoke`: 1-channel images at the smoke size (`kwargs["input_shape"]`), 10 classes."""
+        side = int((kwargs.get("input_shape") or [1, 8, 8])[-1])
+        return synthetic_image_batch(batch_size, [1, side, side], 10 if kwargs.get("use_labels", True) else 0)
 
 
 class FashionMNISTLoader(IDXLoader):

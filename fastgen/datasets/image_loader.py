@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from fastgen.datasets.image_folder import MISSING_DATASET_HINT, ImageFolderDataset
-from fastgen.datasets.loader import InfiniteLoader
+from fastgen.datasets.loader import InfiniteLoader, synthetic_image_batch
 from fastgen.utils.env import data_root_dir
 from fastgen.utils.s3 import cached_download_rank0_first, is_s3_url
 
@@ -84,3 +84,10 @@ class ImageLoader(InfiniteLoader):
         )
         self.label_dim = dataset.label_dim
         self.image_shape = dataset.image_shape
+
+    @classmethod
+    def smoke_batch(cls, kwargs: dict, batch_size: int) -> dict:
+        """`train.py --smoke`: this loader's keys at `kwargs["input_shape"]` (default 3x8x8), labels one-hot of
+        `label_dim` when `use_labels` (the dataset would infer it; smoke passes the network's)."""
+        labels = int(kwargs.get("label_dim") or 0) if kwargs.get("use_labels", True) else 0
+        return synthetic_image_batch(batch_size, kwargs.get("input_shape") or [3, 8, 8], labels)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from fastgen.datasets.loader import InfiniteLoader
+from fastgen.datasets.loader import InfiniteLoader, synthetic_image_batch
 
 SHARD_EXTENSIONS = (".safetensors", ".pt", ".pth")
 PER_SAMPLE_KEYS = ("noise", "real", "path", "condition")
@@ -119,6 +119,19 @@ class TeacherPairLoader(InfiniteLoader):
                          num_workers=num_workers)
         self.label_dim = dataset.label_dim
         self.t_list = dataset.t_list
+
+    @classmethod
+    def smoke_batch(cls, kwargs: dict, batch_size: int) -> dict:
+        """`train.py --smoke`: noise, real, and (when use_path) a path of len(t_list) states (default 2) going
+        from the scaled noise to real; no condition unless the config gives a label_dim."""
+        shape = [int(d) for d in kwargs.get("input_shape") or [3, 8, 8]]
+        batch = synthetic_image_batch(batch_size, shape, int(kwargs.get("label_dim") or 0))
+        batch["noise"] = torch.randn(batch_size, *shape)
+        if kwargs.get("use_path", True):
+            steps = max(2, len(kwargs.get("t_list") or ())) - 1
+            start = batch["noise"] * float((kwargs.get("t_list") or [80.0])[0])
+            batch["path"] = torch.stack([start + (batch["real"] - start) * k / steps for k in range(steps + 1)], 1)
+        return batch
 
 
 @torch.no_grad()

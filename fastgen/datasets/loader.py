@@ -35,6 +35,22 @@ def resolve_rank_world(rank: int | None, world_size: int | None) -> tuple[int, i
     return int(rank), int(world_size)
 
 
+def synthetic_labels(batch_size: int, label_dim: int) -> dict[str, torch.Tensor]:
+    """`condition` (random one-hot rows [B, label_dim], or [B, 0] when unlabelled), `neg_condition` (zeros), `idx`."""
+    if label_dim:
+        condition = torch.nn.functional.one_hot(torch.randint(0, label_dim, (batch_size,)), label_dim).float()
+    else:
+        condition = torch.zeros(batch_size, 0)
+    return {"condition": condition, "neg_condition": torch.zeros_like(condition),
+            "idx": torch.arange(batch_size, dtype=torch.int64)}
+
+
+def synthetic_image_batch(batch_size: int, shape, label_dim: int) -> dict[str, torch.Tensor]:
+    """A `--smoke` batch shaped like the image loaders': `real` uniform in [-1, 1] [B, *shape] plus labels."""
+    real = torch.rand(batch_size, *(int(d) for d in shape)) * 2 - 1
+    return {"real": real, **synthetic_labels(batch_size, label_dim)}
+
+
 def dataset_length(dataset) -> int | None:
     """len(dataset), or None for infinite datasets (those that define no __len__)."""
     try:

@@ -438,6 +438,16 @@ class FastGenModel(nn.Module):
             raise KeyError(f"training batch has no 'real' entry; it has {sorted(data)}")
         return data["real"], data.get("condition"), data.get("neg_condition")
 
+    def encode_batch(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Raw images / prompts of a batch -> latents / embeddings with the network's frozen encoders (no_grad,
+        `precision_amp_enc` autocast), when `enable_preprocessors` and the network has them (`preprocess_batch`);
+        batches that already hold latents and embeddings pass unchanged."""
+        preprocess = getattr(self.net, "preprocess_batch", None)
+        if not getattr(self.config, "enable_preprocessors", True) or preprocess is None:
+            return data
+        with torch.no_grad(), self.autocast(self.precision_amp_enc):
+            return preprocess(data)
+
     def gen_data_from_net(self, net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, condition: Any = None, **kw):
         """The network's x0 prediction at (x_t, t)."""
         return net(x_t, t, condition=condition, fwd_pred_type="x0", **kw)

@@ -5,11 +5,13 @@ Every discriminator takes the list of teacher features the teacher returned for 
 independent head per feature (an nn.ModuleDict keyed by the feature index), so each logit depends on its own
 feature only. Ask the teacher for exactly these features:
 `teacher(x_t, t, condition, feature_indices=disc.feature_indices, return_features_early=True)`.
+The video heads live in discriminators_video.py (still importable from here, see __getattr__ at the end).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -29,6 +31,22 @@ def group_norm_groups(channels: int) -> int:
 
 def _conv_gn_act(c_in: int, c_out: int, kernel: int, stride: int, padding: int, act: nn.Module) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, kernel, stride, padding), nn.GroupNorm(group_norm_groups(c_out), c_out), act]
+
+
+def conv_head(channels: Sequence[int], convs: Sequence[tuple[int, int, int]], act: type[nn.Module] | Callable,
+              pool: bool = False) -> nn.Sequential:
+    """The conv head every spatial discriminator uses: stage k is Conv2d(channels[k] -> channels[k + 1],
+    kernel/stride/padding = convs[k]) + GroupNorm + act(); then a 1x1 conv to one logit, averaged over whatever
+    map is left when `pool` (heads that do not reduce the map to 1x1 themselves)."""
+    if len(channels) != len(convs) + 1:
+        raise ValueError(f"conv_head needs one more channel count than convs; got {len(channels)} and {len(convs)}")
+    layers: list[nn.Module] = []
+    for c_in, c_out, (kernel, stride, padding) in zip(channels[:-1], channels[1:], convs):
+        layers += _conv_gn_act(c_in, c_out, kernel, stride, padding, act())
+    layers.append(nn.Conv2d(channels[-1], 1, kernel_size=1))
+    if pool:
+        layers.append(nn.AdaptiveAvgPool2d(1))
+    return nn.Sequential(*layers)
 
 
 def _per_feature(value, n: int, name: str) -> list[int]:
@@ -55,6 +73,25 @@ class Discriminator(nn.Module):
         self.feature_indices = indices
         self.heads = nn.ModuleDict()
 
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict, feature_shapes: list[tuple]) -> dict:
+        """Constructor kwargs that fit these heads to a tiny teacher for `train.py --smoke`.
+
+        `feature_shapes[i]` is the per-sample shape of the tiny teacher's feature i (e.g. (C, h, w)), for every
+        feature it has; the real config's `feature_indices` move to the same relative depth (`smoke_indices`).
+        """
+        raise NotImplementedError(
+            f"{cls.__module__}.{cls.__name__} declares no tiny size for --smoke: give it a classmethod "
+            "smoke_overrides(cls, kwargs, feature_shapes) -> dict (see Discriminator.smoke_overrides)"
+        )
+
+    @staticmethod
+    def smoke_indices(indices, real_count: int, tiny_count: int):
+        """Feature indices of a real network moved to the same relative depth of a tiny one (None stays None)."""
+        if indices is None:
+            return None
+        return sorted({min(tiny_count - 1, int(i) * tiny_count // max(1, int(real_count))) for i in indices})
+
     def forward(self, features: Sequence[torch.Tensor] | dict[int, torch.Tensor]) -> torch.Tensor:
         if isinstance(features, dict):
             missing = [i for i in self.feature_indices if i not in features]
@@ -75,14 +112,12 @@ def edm_head(channels: int, resolution: int) -> nn.Sequential:
     """Conv head: (Conv4x4 s2 + GN + SiLU) while the map is larger than 4x4 (32->16->8->4), then a conv whose
     kernel covers the whole remaining map (4x4 s4 normally) -> 1x1, GN, SiLU, 1x1 conv -> 1 logit.
     Inputs of 4x4 or smaller skip the down-sampling stages."""
-    layers: list[nn.Module] = []
-    res = resolution
+    convs, res = [], resolution
     while res > 4:
-        layers += _conv_gn_act(channels, channels, 4, 2, 1, nn.SiLU())
+        convs.append((4, 2, 1))
         res = (res + 2 - 4) // 2 + 1
-    layers += _conv_gn_act(channels, channels, res, res, 0, nn.SiLU())
-    layers.append(nn.Conv2d(channels, 1, kernel_size=1))
-    return nn.Sequential(*layers)
+    convs.append((res, res, 0))
+    return conv_head([channels] * (len(convs) + 1), convs, nn.SiLU)
 
 
 class Discriminator_EDM(Discriminator):
@@ -99,6 +134,59 @@ class Discriminator_EDM(Discriminator):
         for i in self.feature_indices:
             self.heads[str(i)] = edm_head(self.in_channels[i], all_res[i])
 
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict, feature_shapes: list[tuple]) -> dict:
+        """One head input per tiny feature map (C, h, w): its side and channels."""
+        real_count = len(kwargs.get("all_res") or cls.default_all_res(kwargs))
+        return {
+            "all_res": [int(s[-1]) for s in feature_shapes], "in_channels": [int(s[0]) for s in feature_shapes],
+            "feature_indices": cls.smoke_indices(kwargs.get("feature_indices"), real_count, len(feature_shapes)),
+        }
+
+    @classmethod
+    def default_all_res(cls, kwargs: dict) -> list[int]:
+        return [32, 16, 8]
+
+
+# -------------------------------------------------------------------------------------- Stable Diffusion
+# Feature i < len(down_blocks) is the output of U-Net down block i, the last one the mid block's (CONTRACTS.md).
+# Every down block but the last halves the latent; the VAE divides pixels by 8.
+SD15_CHANNELS = (320, 640, 1280, 1280, 1280)  # down blocks 0-3, mid
+SDXL_CHANNELS = (320, 640, 1280, 1280)  # down blocks 0-2, mid
+
+
+def unet_feature_resolutions(resolution: int, num_down_blocks: int) -> list[int]:
+    """Side of each down block's output and the mid block's, for images of `resolution` pixels (VAE factor 8)."""
+    latent = int(resolution) // 8
+    sides = [latent >> min(i + 1, num_down_blocks - 1) for i in range(num_down_blocks)]
+    return sides + [sides[-1]]
+
+
+class Discriminator_SD15(Discriminator_EDM):
+    """EDM-style conv heads on SD1.5 U-Net features; 512 px -> all_res [32, 16, 8, 8, 8]. `feature_indices=None`
+    uses the mid block (1280 channels, as the reference); in_channels is per feature so any index is valid."""
+
+    def __init__(self, feature_indices=None, resolution: int = 512, all_res: Sequence[int] | None = None,
+                 in_channels=SD15_CHANNELS):
+        super().__init__(feature_indices, all_res or unet_feature_resolutions(resolution, 4), in_channels)
+
+    @classmethod
+    def default_all_res(cls, kwargs: dict) -> list[int]:
+        return unet_feature_resolutions(kwargs.get("resolution", 512), 4)
+
+
+class Discriminator_SDXL(Discriminator_EDM):
+    """EDM-style conv heads on SDXL U-Net features; 512 px -> [32, 16, 16, 16], 1024 px -> [64, 32, 32, 32].
+    `feature_indices=None` uses the mid block (1280 channels)."""
+
+    def __init__(self, feature_indices=None, resolution: int = 1024, all_res: Sequence[int] | None = None,
+                 in_channels=SDXL_CHANNELS):
+        super().__init__(feature_indices, all_res or unet_feature_resolutions(resolution, 3), in_channels)
+
+    @classmethod
+    def default_all_res(cls, kwargs: dict) -> list[int]:
+        return unet_feature_resolutions(kwargs.get("resolution", 1024), 3)
+
 
 # -------------------------------------------------------------------------------------------- image DiT
 class Discriminator_ImageDiT(Discriminator):
@@ -110,93 +198,22 @@ class Discriminator_ImageDiT(Discriminator):
             feature_indices = [num_blocks // 2]
         super().__init__(feature_indices, num_blocks)
         self.inner_dim = inner_dim
-        hidden = max(1, inner_dim // 2)
         for i in self.feature_indices:
-            self.heads[str(i)] = nn.Sequential(
-                *_conv_gn_act(inner_dim, hidden, 4, 2, 1, nn.LeakyReLU(0.2)),
-                nn.Conv2d(hidden, 1, kernel_size=1),
-                nn.AdaptiveAvgPool2d(1),
-            )
+            self.heads[str(i)] = conv_head([inner_dim, max(1, inner_dim // 2)], [(4, 2, 1)],
+                                           partial(nn.LeakyReLU, 0.2), pool=True)
+
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict, feature_shapes: list[tuple]) -> dict:
+        return _transformer_smoke_overrides(kwargs, feature_shapes, default_blocks=57)
 
 
-# -------------------------------------------------------------------------------------------- video DiT
-def _conv3d_gn_silu(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
-    return [
-        nn.Conv3d(c_in, c_out, kernel, stride, kernel // 2),
-        nn.GroupNorm(group_norm_groups(c_out), c_out),
-        nn.SiLU(),
-    ]
-
-
-class VideoHead(nn.Module):
-    """[B, C, T, H, W] -> [B, 1]: optional 1x1x1 channel reduction, `num_down` (Conv3d 3^3 stride 2 + GN + SiLU)
-    stages, global average pool (of the last stage, or of every stage concatenated when `multiscale`: coarse
-    and fine statistics both reach the classifier), then an MLP -> 1 logit. Kernel 3 / padding 1 / stride 2 keeps
-    any T, H, W >= 1 valid."""
-
-    def __init__(self, channels: int, reduce: int, num_down: int, hidden_mult: int, multiscale: bool):
-        super().__init__()
-        width = max(1, channels // reduce)
-        self.reduce = nn.Sequential(*_conv3d_gn_silu(channels, width, 1, 1)) if reduce > 1 else nn.Identity()
-        self.stages = nn.ModuleList([nn.Sequential(*_conv3d_gn_silu(width, width, 3, 2)) for _ in range(num_down)])
-        self.multiscale = multiscale
-        pooled = width * (num_down if multiscale else 1)
-        hidden = width * hidden_mult
-        self.mlp = nn.Sequential(nn.Linear(pooled, hidden), nn.SiLU(), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.reduce(x)
-        pooled = []
-        for stage in self.stages:
-            x = stage(x)
-            pooled.append(x.mean(dim=(2, 3, 4)))
-        return self.mlp(torch.cat(pooled, dim=1) if self.multiscale else pooled[-1])
-
-
-class SimpleConv3dHead(nn.Module):
-    """The smallest video head: one Conv3d stage, then a 1x1x1 conv to a logit map, averaged."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.net = nn.Sequential(*_conv3d_gn_silu(channels, channels, 3, 2), nn.Conv3d(channels, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).mean(dim=(2, 3, 4))
-
-
-# name -> VideoHead arguments (reduce, num_down, hidden_mult, multiscale); "efficient" = 4x channel reduction
-VIDEO_DISC_TYPES: dict[str, tuple[int, int, int, bool] | None] = {
-    "dit_simple_conv3d": None,
-    "conv3d_down_mlp": (1, 2, 1, False),
-    "conv3d_down_mlp_efficient": (4, 2, 1, False),
-    "multiscale_down_mlp": (1, 3, 1, True),
-    "multiscale_down_mlp_efficient": (4, 3, 1, True),
-    "multiscale_down_mlp_medium": (2, 3, 2, True),
-    "multiscale_down_mlp_large": (1, 3, 2, True),
-}
-
-
-class Discriminator_VideoDiT(Discriminator):
-    """Heads for video-transformer features [B, inner_dim, T, H, W]; `disc_type` picks the head architecture
-    (see VIDEO_DISC_TYPES). `feature_indices=None` -> the middle block."""
-
-    def __init__(
-        self,
-        feature_indices=None,
-        num_blocks: int = 30,
-        disc_type: str = "conv3d_down_mlp_efficient",
-        inner_dim: int = 384,
-    ):
-        if disc_type not in VIDEO_DISC_TYPES:
-            raise ValueError(f"disc_type={disc_type!r} is not supported; expected one of {list(VIDEO_DISC_TYPES)}")
-        if feature_indices is None:
-            feature_indices = [num_blocks // 2]
-        super().__init__(feature_indices, num_blocks)
-        self.disc_type = disc_type
-        self.inner_dim = inner_dim
-        spec = VIDEO_DISC_TYPES[disc_type]
-        for i in self.feature_indices:
-            self.heads[str(i)] = SimpleConv3dHead(inner_dim) if spec is None else VideoHead(inner_dim, *spec)
+def _transformer_smoke_overrides(kwargs: dict, feature_shapes: list[tuple], default_blocks: int) -> dict:
+    """Image/video transformer heads: one feature per block, all of width inner_dim (read at the first used one)."""
+    count = len(feature_shapes)
+    indices = Discriminator.smoke_indices(kwargs.get("feature_indices"), kwargs.get("num_blocks", default_blocks),
+                                          count)
+    first = indices[0] if indices else count // 2
+    return {"num_blocks": count, "inner_dim": int(feature_shapes[first][0]), "feature_indices": indices}
 
 
 # -------------------------------------------------------------------------------------------------- toy
@@ -223,3 +240,27 @@ class Discriminator_MLP(Discriminator):
                 nn.SiLU(),
                 nn.Linear(hidden_dim, 1),
             )
+
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict, feature_shapes: list[tuple]) -> dict:
+        """One input width per tiny feature vector; 16 hidden units."""
+        in_dims = kwargs.get("in_dims", 128)
+        real_count = len(in_dims) if not isinstance(in_dims, int) else kwargs.get("num_features") or len(feature_shapes)
+        return {
+            "in_dims": [int(s[0]) for s in feature_shapes],
+            "hidden_dim": min(16, int(kwargs.get("hidden_dim", 128))),
+            "feature_indices": cls.smoke_indices(kwargs.get("feature_indices"), real_count, len(feature_shapes)),
+        }
+
+
+_VIDEO_NAMES = ("Discriminator_VideoDiT", "VIDEO_DISC_TYPES")
+
+
+def __getattr__(name: str):
+    """Old dotted targets `fastgen.networks.discriminators.Discriminator_VideoDiT` keep working; imported lazily
+    because discriminators_video imports the base classes from this module."""
+    if name in _VIDEO_NAMES:
+        from fastgen.networks import discriminators_video
+
+        return getattr(discriminators_video, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,6 +25,10 @@ from torch import nn
 from fastgen.networks import samplers
 from fastgen.networks.noise_schedule import PRED_TYPES, get_noise_schedule
 
+# Spatial size (pixels or latents per side) that `train.py --smoke` runs at: fixed-resolution networks declare it as
+# their tiny resolution, and fastgen.smoke shrinks model.input_shape to it, so the two always agree.
+SMOKE_SPATIAL_SIZE = 8
+
 
 class FastGenNetwork(nn.Module, ABC):
     """Base class: native prediction type, a noise schedule, output packing, FSDP2 sharding and a teacher sampler.
@@ -60,6 +64,20 @@ class FastGenNetwork(nn.Module, ABC):
         **kwargs,
     ):
         """See the module docstring for the contract."""
+
+    # -- --smoke --
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict) -> dict:
+        """Constructor kwargs that make this network tiny for `train.py --smoke` (merged over the config's `kwargs`).
+
+        Keep the architecture's shape (block types, number of levels, conditioning) and shrink only sizes (channels,
+        depth, resolution to SMOKE_SPATIAL_SIZE), so a smoke run exercises the same code paths as the real one;
+        skip pretrained weights (e.g. `load_pretrained=False`). Return {} when the network is already tiny.
+        """
+        raise NotImplementedError(
+            f"{cls.__module__}.{cls.__name__} declares no tiny size for --smoke: give it a classmethod "
+            "smoke_overrides(cls, kwargs) -> dict (see FastGenNetwork.smoke_overrides)"
+        )
 
     # -- helpers for subclasses --
     def convert_output(self, x_t, out, t, fwd_pred_type=None):

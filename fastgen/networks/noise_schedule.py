@@ -241,7 +241,7 @@ class BaseNoiseSchedule(ABC):
                 raise ValueError(f"shift must be > 0 for time_dist_type 'shifted'; got {shift}")
             u_lo, u_hi = (_unshift(v / self.t_unit, shift) for v in (lo, hi))
             uu = u_lo + (u_hi - u_lo) * u
-            t = self.t_unit * shift * uu / (1 + (shift - 1) * uu)
+            t = self.t_unit * shifted_sigmas(uu, shift)
         return t.clamp(lo, hi).to(device=device, dtype=self.t_precision)
 
     # -- time lists for few-step sampling --
@@ -458,9 +458,11 @@ class AlphasNoiseSchedule(BaseNoiseSchedule):
     name = "alphas"
     default_time_dist = "logitnormal"
     t_unit = 1.0
+    abar_floor = 2.0**-24  # smallest alpha-bar kept (log alpha-bar must stay finite); subclasses may lower it
 
     def __init__(self, alphas_cumprod, min_t=0.0, max_t=None, **kw):
-        table = torch.as_tensor(alphas_cumprod, dtype=torch.float64).clamp(2.0**-24, 1.0)
+        # on the CPU explicitly: a network built under `torch.device("meta")` (fsdp_meta_init) still needs the table
+        table = torch.as_tensor(alphas_cumprod, dtype=torch.float64, device="cpu").clamp(self.abar_floor, 1.0)
         if table.ndim != 1 or len(table) < 2 or (table[1:] > table[:-1]).any():
             raise ValueError("alphas_cumprod must be a 1-D non-increasing table with at least 2 entries")
         self.alphas_cumprod = table
@@ -495,7 +497,7 @@ class AlphasNoiseSchedule(BaseNoiseSchedule):
 
 def scaled_linear_alphas_cumprod(beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000) -> torch.Tensor:
     """Stable Diffusion's betas: linear in sqrt(beta) from beta_start to beta_end; alpha-bar = cumprod(1 - beta)."""
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64, device="cpu") ** 2
     return torch.cumprod(1.0 - betas, dim=0)
 
 
@@ -505,6 +507,44 @@ def rescale_zero_terminal_snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     s0, s_last = s[0].clone(), s[-1].clone()
     s = (s - s_last) * s0 / (s0 - s_last)
     return s**2
+
+
+def shifted_sigmas(sigmas, shift: float):
+    """Fixed flow-matching time shift (SD3, Wan, Cosmos): sigma -> s sigma / (1 + (s - 1) sigma).
+
+    Maps [0, 1] onto itself with both ends fixed; s > 1 spends more of a uniform grid at high noise. Works on floats,
+    numpy arrays and tensors alike (the arithmetic is elementwise). diffusers' resolution-dependent "exponential"
+    shift (Flux, Qwen-Image) e^mu / (e^mu + 1/sigma - 1) is this same map with s = e^mu.
+    """
+    if shift <= 0:
+        raise ValueError(f"flow shift must be > 0; got {shift}")
+    return shift * sigmas / (1 + (shift - 1) * sigmas)
+
+
+FLOW_T_LIST_KINDS = ("euler", "unipc")
+
+
+def flow_shift_t_list(num_steps: int, shift: float, kind="unipc", num_train_timesteps=1000, device="cpu"):
+    """The rf-schedule time list (t = sigma) of diffusers' fixed-shift flow samplers, num_steps + 1 points ending in 0.
+
+    kind "unipc": UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=shift), Wan's sampler: the shift of
+    linspace(1, 1/N, num_steps + 1)[:-1], its first point 1 lowered by 1e-6 as diffusers does (keeps log alpha finite
+    in its multistep update). kind "euler": FlowMatchEulerDiscreteScheduler(shift=shift): the shift applied to
+    linspace(1, shift(1/N), num_steps), i.e. twice at the low end, exactly as that scheduler's set_timesteps does.
+    The network timesteps are N * t[:-1] (UniPC truncates them to integers).
+    """
+    if kind not in FLOW_T_LIST_KINDS:
+        raise ValueError(f"flow t-list kind must be one of {FLOW_T_LIST_KINDS}; got {kind!r}")
+    if int(num_steps) < 1:
+        raise ValueError(f"num_steps must be >= 1; got {num_steps}")
+    n, big_n = int(num_steps), int(num_train_timesteps)
+    if kind == "unipc":
+        t = shifted_sigmas(torch.linspace(1.0, 1.0 / big_n, n + 1, dtype=torch.float64)[:-1], shift)
+        if abs(float(t[0]) - 1.0) < 1e-6:
+            t[0] -= 1e-6
+    else:
+        t = shifted_sigmas(torch.linspace(1.0, shifted_sigmas(1.0 / big_n, shift), n, dtype=torch.float64), shift)
+    return torch.cat([t, torch.zeros(1, dtype=torch.float64)]).to(device)
 
 
 class SDNoiseSchedule(AlphasNoiseSchedule):
@@ -517,19 +557,34 @@ class SDNoiseSchedule(AlphasNoiseSchedule):
         super().__init__(scaled_linear_alphas_cumprod(beta_start, beta_end, num_train_timesteps), **kw)
 
 
-class CogVideoXNoiseSchedule(AlphasNoiseSchedule):
-    """CogVideoX: scaled-linear betas, zero-terminal-SNR rescale, then SNR divided by `snr_shift_scale`.
+class DDPMLinearNoiseSchedule(AlphasNoiseSchedule):
+    """DDPM's linear betas 1e-4 -> 0.02 over 1000 steps (the schedule DiT was trained with; eps prediction)."""
 
-    alpha-bar' = alpha-bar / (s + (1 - s) alpha-bar), i.e. SNR' = SNR / s (3.0 for the 2B model, 1.0 for 5B).
-    Native prediction type: v.
+    name = "ddpm_linear"
+    default_pred_type = "eps"
+
+    def __init__(self, beta_start=1e-4, beta_end=0.02, num_train_timesteps=1000, **kw):
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+        super().__init__(torch.cumprod(1.0 - betas, dim=0), **kw)
+
+
+class CogVideoXNoiseSchedule(AlphasNoiseSchedule):
+    """CogVideoX: scaled-linear betas, SNR divided by `snr_shift_scale`, then the zero-terminal-SNR rescale.
+
+    The order is diffusers' CogVideoXDPMScheduler / CogVideoXDDIMScheduler (the shipped configs set
+    rescale_betas_zero_snr=True): alpha-bar' = alpha-bar / (s + (1 - s) alpha-bar), i.e. SNR' = SNR / s (3.0 for the
+    2B model, 1.0 for 5B), and only then the rescale, so the table equals the scheduler's alphas_cumprod (float64).
+    The terminal alpha-bar is exactly 0 there; here it is floored at 1e-20 (alpha 1e-10) so that log alpha-bar stays
+    finite while alpha and sigma still agree with diffusers to far below 1e-6. Native prediction type: v.
     """
 
     name = "cogvideox"
     default_pred_type = "v"
+    abar_floor = 1e-20
 
     def __init__(self, snr_shift_scale=3.0, beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000, **kw):
-        abar = rescale_zero_terminal_snr(scaled_linear_alphas_cumprod(beta_start, beta_end, num_train_timesteps))
-        abar = abar / (snr_shift_scale + (1 - snr_shift_scale) * abar)
+        abar = scaled_linear_alphas_cumprod(beta_start, beta_end, num_train_timesteps)
+        abar = rescale_zero_terminal_snr(abar / (snr_shift_scale + (1 - snr_shift_scale) * abar))
         self.snr_shift_scale = float(snr_shift_scale)
         super().__init__(abar, **kw)
 
@@ -542,6 +597,7 @@ _SCHEDULES = {
     "alphas": AlphasNoiseSchedule,
     "sd": SDNoiseSchedule,
     "sdxl": SDNoiseSchedule,
+    "ddpm_linear": DDPMLinearNoiseSchedule,
     "cogvideox": CogVideoXNoiseSchedule,
 }
 

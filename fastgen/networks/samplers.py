@@ -23,15 +23,16 @@ def cfg_combine(pred, pred_neg, guidance_scale):
     return pred_neg + guidance_scale * (pred - pred_neg)
 
 
-def negative_condition(condition, neg_condition):
-    """The condition CFG contrasts with: `neg_condition`, else zeros like a tensor condition (the unconditional
-    one-hot row); a mapping or list condition needs an explicit neg_condition."""
+def negative_condition(condition, neg_condition=None):
+    """CFG's negative: `neg_condition` when given, else zeros shaped like the condition (a tensor: the
+    unconditional one-hot row; a mapping: zeros per key, as SDXL's pipeline does for an empty negative prompt)."""
     if neg_condition is not None:
         return neg_condition
     if isinstance(condition, torch.Tensor):
         return torch.zeros_like(condition)
-    raise ValueError(f"classifier-free guidance needs neg_condition when condition is a {type(condition).__name__} "
-                     "(only a tensor condition has a default: zeros)")
+    if isinstance(condition, Mapping):
+        return {k: torch.zeros_like(v) if isinstance(v, torch.Tensor) else v for k, v in condition.items()}
+    raise ValueError(f"guidance needs neg_condition for a condition of type {type(condition).__name__}")
 
 
 def cat_conditions(condition, neg_condition):
@@ -81,7 +82,7 @@ def guided_x0_fn(net, condition=None, neg_condition=None, guidance_scale=None, *
     """x0_fn(x, t) from a FastGenNetwork; with guidance_scale, the CFG mix of conditional and negative x0, both
     from one batched forward (cfg_pair).
 
-    neg_condition defaults to zeros like condition (the "unconditional" one-hot row).
+    neg_condition defaults to `negative_condition(condition)`.
     """
 
     def net_x0(x, t, cond):

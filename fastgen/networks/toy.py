@@ -50,6 +50,11 @@ class ToyMLP(FastGenNetwork):
     The noise label is log(t)/4 on edm and t elsewhere. features: hidden activations after block i.
     """
 
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict) -> dict:
+        """Same depth (feature indices stay valid), 16 hidden units."""
+        return {"hidden_dim": min(16, int(kwargs.get("hidden_dim", 128))), "time_emb_dim": 8}
+
     def __init__(
         self,
         dim: int = 2,
@@ -158,6 +163,11 @@ class GMMDenoiser(FastGenNetwork):
     prior, giving the conditional posterior mean; a zero row means unconditional. Feature index 0 is
     cat([x_t, x0_pred], dim=1) [B, 2*dim] so GAN heads can attach. No trainable parameters.
     """
+
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict) -> dict:
+        """No weights: already tiny."""
+        return {}
 
     def __init__(
         self,

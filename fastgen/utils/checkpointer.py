@@ -90,10 +90,12 @@ def safe_torch_load(path: str) -> Any:
 class Checkpointer:
     """Plain (single-file, rank-0-written) checkpoints in `save_dir`."""
 
-    def __init__(self, save_dir: str, pretrained_ckpt_path: str = "", pretrained_ckpt_key_map: Mapping | None = None):
+    def __init__(self, save_dir: str, pretrained_ckpt_path: str = "", pretrained_ckpt_key_map: Mapping | None = None,
+                 keep_last: int = 0):
         self.save_dir = str(save_dir)
         self.pretrained_ckpt_path = pretrained_ckpt_path or ""
         self.pretrained_ckpt_key_map = dict(pretrained_ckpt_key_map or {"net": "net"})
+        self.keep_last = check_keep_last(keep_last)
 
     @classmethod
     def from_config(cls, checkpointer_config: Any, save_dir: str | None = None) -> Checkpointer:
@@ -104,6 +106,7 @@ class Checkpointer:
             save_dir=save_dir or checkpointer_config.save_dir,
             pretrained_ckpt_path=checkpointer_config.pretrained_ckpt_path,
             pretrained_ckpt_key_map=checkpointer_config.pretrained_ckpt_key_map,
+            keep_last=getattr(checkpointer_config, "keep_last", 0),
         )
 
     # --- storage ----------------------------------------------------------------------------------------------------
@@ -111,6 +114,8 @@ class Checkpointer:
         """Write `state` as `{save_dir}/{iteration:07d}.pth` atomically; returns the path. Call on rank 0 only."""
         path = checkpoint_path(self.save_dir, iteration)
         atomic_torch_save(dict(state), path)
+        for _, old in prunable(self.list_checkpoints(), self.keep_last):
+            os.remove(old)
         return path
 
     def list_checkpoints(self) -> list[tuple[int, str]]:
@@ -161,6 +166,31 @@ class Checkpointer:
         return None
 
 
+def error_line(error: BaseException) -> str:
+    """First line of an error's message (S3Errors are already one redacted line), or its type name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def prune_or_warn(checkpointer: Any) -> None:
+    """`keep_last` pruning of an S3 backend; an unreachable S3 postpones it to the next save instead of failing."""
+    try:
+        checkpointer.prune()
+    except s3.S3Error as error:
+        logger.warning(f"pruning old checkpoints is postponed to the next save: {error_line(error)}")
+
+
+def check_keep_last(keep_last: int) -> int:
+    if int(keep_last) < 0:
+        raise ValueError(f"trainer.checkpointer.keep_last must be >= 0 (0 keeps every checkpoint), got {keep_last}")
+    return int(keep_last)
+
+
+def prunable(checkpoints: list[tuple[int, str]], keep_last: int) -> list[tuple[int, str]]:
+    """The (iteration, path) entries beyond the newest `keep_last` (none when keep_last is 0)."""
+    return sorted(checkpoints)[:-keep_last] if keep_last > 0 else []
+
+
 class S3Checkpointer(Checkpointer):
     """Checkpoints as S3 objects `{s3_container}/{key_prefix}/{iteration:07d}.pth` (trainer.checkpointer.use_s3).
 
@@ -171,20 +201,23 @@ class S3Checkpointer(Checkpointer):
     weights_only load, so `load_latest` falls back past a corrupt newest object exactly like the local backend.
     `local_copy_type` says what happens to the local copy after the upload: "keep_latest" (default: the newest stays
     in the cache, so resuming on the same machine downloads nothing), "keep_all", or "delete".
+    An upload that fails keeps the local copy (warning) and is retried at the next save; until then
+    `list_checkpoints` lists it, so a resume on this machine still finds it. `keep_last` > 0 deletes older
+    objects (and their local copies) after each save.
     """
 
     LOCAL_COPY_TYPES = ("keep_latest", "keep_all", "delete")
 
     def __init__(self, s3_container: str, key_prefix: str, credential_file: str | None = None,
                  local_copy_type: str = "keep_latest", pretrained_ckpt_path: str = "",
-                 pretrained_ckpt_key_map: Mapping | None = None, s3_client: Any = None):
+                 pretrained_ckpt_key_map: Mapping | None = None, s3_client: Any = None, keep_last: int = 0):
         if local_copy_type not in self.LOCAL_COPY_TYPES:
             raise ValueError(f"local_copy_type={local_copy_type!r}; expected one of {', '.join(self.LOCAL_COPY_TYPES)}")
         try:
             self.prefix = s3.parse_s3_url(s3_container).join(key_prefix)
         except ValueError as error:
             raise ValueError(f"trainer.checkpointer.s3_container: {error}") from None
-        super().__init__(str(self.prefix), pretrained_ckpt_path, pretrained_ckpt_key_map)
+        super().__init__(str(self.prefix), pretrained_ckpt_path, pretrained_ckpt_key_map, keep_last=keep_last)
         self.local_copy_type = local_copy_type
         self.storage = s3_client or s3.S3Client(credential_file)
         self.storage.check_bucket(self.prefix)  # a bad bucket / key fails now, not at the first save hours later
@@ -198,6 +231,7 @@ class S3Checkpointer(Checkpointer):
             local_copy_type=checkpointer_config.s3_local_copy_type,
             pretrained_ckpt_path=checkpointer_config.pretrained_ckpt_path,
             pretrained_ckpt_key_map=checkpointer_config.pretrained_ckpt_key_map,
+            keep_last=getattr(checkpointer_config, "keep_last", 0),
         )
 
     def url(self, iteration: int) -> str:
@@ -208,34 +242,60 @@ class S3Checkpointer(Checkpointer):
         url = self.url(iteration)
         local_path = s3.cache_path(url)
         atomic_torch_save(dict(state), local_path)
-        try:
-            info = self.storage.upload_file(local_path, url)
-        except BaseException:
-            s3.remove_cached(local_path)
-            raise
-        if self.local_copy_type == "delete":
-            s3.remove_cached(local_path)
-            return url
-        sha256, _, size = s3.file_digests(local_path)
-        s3.write_sidecar(local_path, {"url": url, "etag": info["etag"], "size": size, "sha256": sha256})
+        for pending_iteration, pending in self.pending_uploads():  # earlier failed uploads first, oldest first
+            if pending != local_path:
+                self._upload(pending, self.url(pending_iteration))
+        uploaded = self._upload(local_path, url)
         if self.local_copy_type == "keep_latest":
             for _, older in self.list_local_copies():
-                if older != local_path:
+                if older != local_path and s3.read_sidecar(older) is not None:  # never a copy still to upload
                     s3.remove_cached(older)
-        return url
+        prune_or_warn(self)
+        return url if uploaded else local_path
+
+    def _upload(self, local_path: str, url: str) -> bool:
+        """Upload one local copy; on failure keep it (warning) so the next save retries. True when uploaded."""
+        try:
+            info = self.storage.upload_file(local_path, url)
+        except Exception as error:
+            logger.warning(f"checkpoint upload to {url} failed ({error_line(error)}); the local copy {local_path} "
+                           "is kept and the upload is retried at the next save")
+            return False
+        if self.local_copy_type == "delete":
+            s3.remove_cached(local_path)
+            return True
+        sha256, _, size = s3.file_digests(local_path)
+        s3.write_sidecar(local_path, {"url": url, "etag": info["etag"], "size": size, "sha256": sha256})
+        return True
+
+    def pending_uploads(self) -> list[tuple[int, str]]:
+        """Local copies whose upload has not succeeded yet (no sidecar), oldest first."""
+        return [(it, path) for it, path in self.list_local_copies() if s3.read_sidecar(path) is None]
+
+    def prune(self) -> None:
+        """Keep the newest `keep_last` checkpoints (objects and local copies); 0 keeps all."""
+        for _, old in prunable(self.list_checkpoints(), self.keep_last):
+            if s3.is_s3_url(old):
+                self.storage.delete(old)
+                s3.remove_cached(s3.cache_path(old))
+            else:
+                s3.remove_cached(old)
 
     def list_local_copies(self) -> list[tuple[int, str]]:
         directory = os.path.dirname(s3.cache_path(self.url(0)))
         return Checkpointer(directory).list_checkpoints()
 
     def list_checkpoints(self) -> list[tuple[int, str]]:
-        """(iteration, s3:// URL) of the checkpoint objects directly under the prefix, oldest first."""
-        found = []
+        """(iteration, s3:// URL) of the checkpoint objects directly under the prefix, plus (iteration, local path)
+        of copies whose upload failed and is still pending; oldest first."""
+        found = {}
         for item in self.storage.list(self.prefix, recursive=False):
             match = CHECKPOINT_PATTERN.match(item["key"].rsplit("/", 1)[-1])
             if match:
-                found.append((int(match.group(1)), item["url"]))
-        return sorted(found)
+                found[int(match.group(1))] = item["url"]
+        for iteration, path in self.pending_uploads():
+            found.setdefault(iteration, path)
+        return sorted(found.items())
 
     def s3_client(self) -> s3.S3Client:
         return self.storage

@@ -38,6 +38,8 @@ from fastgen.utils.checkpointer import (
     CheckpointError,
     _fsync_dir,
     atomic_torch_save,
+    check_keep_last,
+    prunable,
     safe_torch_load,
 )
 
@@ -136,20 +138,25 @@ class DCPCheckpointer:
 
     all_ranks_save = True
 
-    def __init__(self, save_dir: str, pretrained_ckpt_path: str = "", pretrained_ckpt_key_map: Mapping | None = None):
+    def __init__(self, save_dir: str, pretrained_ckpt_path: str = "", pretrained_ckpt_key_map: Mapping | None = None,
+                 keep_last: int = 0):
         self.save_dir = str(save_dir)
         self.pretrained_ckpt_path = pretrained_ckpt_path or ""
         self.pretrained_ckpt_key_map = dict(pretrained_ckpt_key_map or {"net": "net"})
+        self.keep_last = check_keep_last(keep_last)
 
     @classmethod
     def from_config(cls, checkpointer_config: Any, save_dir: str | None = None) -> DCPCheckpointer:
-        if getattr(checkpointer_config, "use_s3", False):
-            raise ValueError("trainer.checkpointer.use_s3=True is not supported for sharded (FSDP) checkpoints yet; "
-                             "set it to false")
+        """Local folders, or with `use_s3` the S3 variant (fastgen/utils/s3_dcp_checkpointer.py)."""
+        if getattr(checkpointer_config, "use_s3", False) and cls is DCPCheckpointer:
+            from fastgen.utils.s3_dcp_checkpointer import S3DCPCheckpointer
+
+            return S3DCPCheckpointer.from_config(checkpointer_config, save_dir=save_dir)
         return cls(
             save_dir=save_dir or checkpointer_config.save_dir,
             pretrained_ckpt_path=checkpointer_config.pretrained_ckpt_path,
             pretrained_ckpt_key_map=checkpointer_config.pretrained_ckpt_key_map,
+            keep_last=getattr(checkpointer_config, "keep_last", 0),
         )
 
     # --- model <-> state ----------------------------------------------------------------------------------------
@@ -231,6 +238,9 @@ class DCPCheckpointer:
                     shutil.rmtree(final)
                 os.replace(tmp, final)
                 _fsync_dir(self.save_dir)
+                if self.keep_last:
+                    for _, old in prunable(self.list_checkpoints(), self.keep_last):
+                        shutil.rmtree(old)
             except Exception as exc:  # report on every rank instead of leaving the others waiting
                 error = f"{type(exc).__name__}: {exc}"
         error = dist_utils.broadcast_object(error)

@@ -17,7 +17,7 @@ from loguru import logger
 
 from fastgen.utils.logging import LOG_LEVELS, current_rank, setup_logging
 
-USAGE = "python train.py --config=PATH [--log_level LEVEL] [--dryrun] - key=value ..."
+USAGE = "python train.py --config=PATH [--log_level LEVEL] [--dryrun] [--smoke] - key=value ..."
 
 
 class UsageError(ValueError):
@@ -34,6 +34,8 @@ def build_parser(description: str = "fastgen", usage: str = USAGE) -> argparse.A
     parser.add_argument("--config", required=True, help="path to a config .py file with create_config()")
     parser.add_argument("--log_level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO")
     parser.add_argument("--dryrun", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--smoke", action="store_true",
+                        help="2 iterations on CPU with tiny networks and synthetic data (see fastgen/smoke.py)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="'-' then key=value overrides (Hydra grammar)")
     return parser
 
@@ -51,8 +53,8 @@ def _pull_trailing_flags(args: argparse.Namespace) -> None:
     rest, kept = list(args.opts[1:]), []
     while rest:
         item = rest.pop(0)
-        if item == "--dryrun":
-            args.dryrun = True
+        if item in ("--dryrun", "--smoke"):
+            setattr(args, item[2:], True)
         elif item.startswith("--log_level="):
             args.log_level = item.split("=", 1)[1].upper()
         elif item == "--log_level" and rest:
@@ -146,6 +148,10 @@ def setup(args, evaluation: bool = False):
     """Resolved config, with the environment prepared for a run (or printed and exit(0) under --dryrun)."""
     setup_logging(args.log_level)
     config = resolve_config(args, evaluation=evaluation)
+    if getattr(args, "smoke", False):
+        from fastgen.smoke import apply_smoke
+
+        apply_smoke(config)
     from fastgen.configs.config_utils import serialize_config
 
     if args.dryrun:

@@ -33,7 +33,7 @@ from fastgen.methods.consistency_model.losses import (
 from fastgen.methods.consistency_model.scm import SCMModel
 from fastgen.methods.fine_tuning.sft import drop_condition, sample_t_kwargs
 from fastgen.methods.model import FastGenModel
-from fastgen.networks.samplers import STUDENT_SAMPLE_TYPES, _check_t_list, cfg_combine, cfg_pair
+from fastgen.networks.samplers import STUDENT_SAMPLE_TYPES, _check_t_list, cfg_combine, cfg_pair, negative_condition
 
 
 def meanflow_sample(u_fn, noise: torch.Tensor, t_list: torch.Tensor, schedule, sample_type: str = "ode",
@@ -118,7 +118,7 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
         guidance window; v elsewhere."""
         scale = float(self.config.guidance_scale)
         mix = float(self.config.guidance_mixture_ratio or 0.0)
-        neg = neg_condition if neg_condition is not None else torch.zeros_like(condition)
+        neg = negative_condition(condition, neg_condition)
         with torch.no_grad():
             u_uncond = self.u(self.net, x_t, t, t, neg)
             guided = scale * v.to(torch.float64) + (1.0 - scale - mix) * u_uncond.to(torch.float64)

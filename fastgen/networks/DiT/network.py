@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgen.networks.network import FastGenNetwork
+from fastgen.networks.network import SMOKE_SPATIAL_SIZE, FastGenNetwork
 
 TIME_COND_TYPES = ("abs", "diff")
 ATTENTION_TYPES = ("sdpa", "math")
@@ -163,6 +163,12 @@ class DiT(FastGenNetwork):
     Labels: `num_classes` rows plus one null row (the classifier-free-guidance "no class"), which a zero one-hot
     row, a [B, 0] condition or None selects.
     """
+
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict) -> dict:
+        """Tiny DiT for --smoke: 8x8 latents (patches unchanged), 2 blocks of width 32 with 2 heads."""
+        return {"input_size": SMOKE_SPATIAL_SIZE, "hidden_size": 32, "depth": min(2, int(kwargs.get("depth", 28))),
+                "num_heads": 2}
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ from fastgen.networks.EDM import precond as P
 from fastgen.networks.EDM.dhariwal_unet import DhariwalUNet
 from fastgen.networks.EDM.layers import Linear
 from fastgen.networks.EDM.song_unet import SongUNet
-from fastgen.networks.network import FastGenNetwork
+from fastgen.networks.network import SMOKE_SPATIAL_SIZE, FastGenNetwork
 
 MODEL_TYPES = ("SongUNet", "DhariwalUNet")
 # architecture defaults = the EDM classes' defaults (so converted official checkpoints rebuild exactly)
@@ -123,6 +123,19 @@ class EDMPrecond(FastGenNetwork):
         self.logvar_linear = (
             Linear(self.unet.noise_channels, 1, init_mode="xavier_uniform", init_weight=0.0) if enable_logvar else None
         )
+
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict) -> dict:
+        """Tiny U-Net of the same type for --smoke: 8x8, 16 channels, one block per level, at most 3 levels, and
+        attention at 4x4 when the real net has any (so the attention path still runs)."""
+        arch = resolve_arch_kwargs(kwargs.get("model_type", "SongUNet"), channel_mult=kwargs.get("channel_mult"),
+                                   attn_resolutions=kwargs.get("attn_resolutions"),
+                                   model_channels=kwargs.get("model_channels"))
+        return {
+            "img_resolution": SMOKE_SPATIAL_SIZE, "model_channels": min(16, arch["model_channels"]),
+            "channel_mult": list(arch["channel_mult"])[:3], "num_blocks": 1,
+            "attn_resolutions": [SMOKE_SPATIAL_SIZE // 2] if arch["attn_resolutions"] else [],
+        }
 
     # -- introspection used by methods / discriminators --
     @property

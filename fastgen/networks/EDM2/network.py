@@ -19,7 +19,7 @@ from torch import nn
 from fastgen.networks.EDM import precond as P
 from fastgen.networks.EDM.layers import level_feature_names
 from fastgen.networks.EDM2.layers import Block, MPConv, MPFourier, MPPositional, mp_cat, mp_silu, mp_sum
-from fastgen.networks.network import FastGenNetwork
+from fastgen.networks.network import SMOKE_SPATIAL_SIZE, FastGenNetwork
 
 EMBEDDING_TYPES = ("mp_fourier", "positional")
 
@@ -186,6 +186,18 @@ class EDM2Precond(FastGenNetwork):
         )  # fmt: skip
         self.logvar_fourier = MPFourier(logvar_channels)
         self.logvar_linear = MPConv(logvar_channels, 1, kernel=[])
+
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict) -> dict:
+        """Tiny EDM2 U-Net for --smoke: 8x8, 16 channels (8 per attention head), one block per level, at most 3
+        levels, attention at 4x4 when the real net has any."""
+        mult = list(kwargs.get("channel_mult") or (1, 2, 3, 4))[:3]
+        attn = kwargs.get("attn_resolutions", (16, 8))
+        return {
+            "img_resolution": SMOKE_SPATIAL_SIZE, "model_channels": 16, "channel_mult": mult, "num_blocks": 1,
+            "attn_resolutions": [SMOKE_SPATIAL_SIZE // 2] if attn else [], "logvar_channels": 16,
+            "channels_per_head": 8,
+        }
 
     @property
     def feature_channels(self) -> list[int]:

@@ -83,6 +83,15 @@ def toy_teacher_pair_loader(path: str, batch_size: int = 256, num_pairs: int = 8
                              rank=rank, world_size=world_size)
 
 
+def _toy_pair_smoke_batch(kwargs: dict, batch_size: int) -> dict:
+    from fastgen.datasets.kd_dataset import TeacherPairLoader
+
+    return TeacherPairLoader.smoke_batch(kwargs, batch_size)
+
+
+toy_teacher_pair_loader.smoke_batch = _toy_pair_smoke_batch  # train.py --smoke: batches like the real loader's
+
+
 def create_config():
     config = config_kd.create_config()
     config.dataloader_train = L(toy_teacher_pair_loader)(

@@ -1,0 +1,1 @@
+"""WebDataset (tar shard) loaders for large-model training; see fastgen/datasets/README.md (WebDataset section)."""
