@@ -173,14 +173,17 @@ TINY_NET = dict(img_resolution=8, model_channels=16, channel_mult=[1, 2], num_bl
                 dropout=0.0, label_dim=10)
 
 
-def edm_model(method: str, **model):
-    """A method on the tiny EDM net (CIFAR-shaped config, 8x8 images) with model-config overrides."""
+def edm_model(method: str, one_level: bool = False, **model):
+    """A method on the tiny EDM net (CIFAR-shaped config, 8x8 images) with model-config overrides; `one_level`:
+    a single resolution without attention (fewer ops to trace for the compile tests)."""
     config = importlib.import_module(f"fastgen.configs.methods.config_{method}").create_config()
     m = config.model
-    for key, value in TINY_NET.items():
+    net = {**TINY_NET, "channel_mult": [1], "attn_resolutions": []} if one_level else TINY_NET
+    for key, value in net.items():
         setattr(m.net, key, value)
     if getattr(m, "discriminator", None) is not None:
-        m.discriminator.all_res, m.discriminator.in_channels, m.discriminator.feature_indices = [8, 4], [16, 32], [0, 1]
+        m.discriminator.all_res, m.discriminator.in_channels = ([8], [16]) if one_level else ([8, 4], [16, 32])
+        m.discriminator.feature_indices = list(range(len(m.discriminator.all_res)))
     m.input_shape, m.device = [3, 8, 8], "cpu"
     for key, value in model.items():
         setattr(m, key, value)
@@ -256,9 +259,9 @@ def test_compiled_step_equals_eager_and_checkpoints_stay_eager_compatible(method
     2-core CPU (measured: 490 s for the tiny SFT net under load; benchmarks/bench_speed.py times inductor)."""
     backend = "aot_eager"
     iteration = 5 if method == "dmd2" else 1  # DMD2: the generator step (student through the critics)
-    eager_model = edm_model(method)
+    eager_model = edm_model(method, one_level=True)
     eager = step_loss_and_grads(eager_model, iteration)
-    compiled_model = edm_model(method, compile=CompileConfig(networks=["net"], backend=backend, dynamic=False))
+    compiled_model = edm_model(method, one_level=True, compile=CompileConfig(networks=["net"], backend=backend, dynamic=False))
     assert compiled_model.net._compiled_call_impl is not None
     assert_same_step(eager, step_loss_and_grads(compiled_model, iteration), atol=1e-4)
     state = compiled_model.model_dict.state_dict()
