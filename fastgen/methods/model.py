@@ -333,6 +333,10 @@ class FastGenModel(nn.Module):
         if getattr(config, "channels_last", False):
             if is_fsdp:
                 logger.warning("model.channels_last is ignored under FSDP2 (sharded parameters stay contiguous)")
+            elif self.uses_forward_ad():  # torch 2.13: group_norm's forward-AD rule fails on channels-last input
+                logger.warning("model.channels_last is ignored: this method runs torch.func.jvp through the network, "
+                               "whose forward-mode AD does not support channels-last GroupNorm (use "
+                               "loss_config.use_jvp_finite_diff=true to combine them)")
             else:
                 for module in self.step_networks().values():
                     module.to(memory_format=torch.channels_last)
