@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fastgen.utils.scripts import parse_args, setup
+    from fastgen.cli import parse_args, setup
 
     args = parse_args(argv)
     config = setup(args)  # exits 0 under --dryrun
@@ -27,12 +27,14 @@ def main(argv: list[str] | None = None) -> int:
         Trainer(config).run(model)
     finally:
         from fastgen.utils.distributed import clean_up
+        from fastgen.utils.run_dir import release_run_lock
 
+        release_run_lock(config.log_config.save_path)  # (also released at exit, e.g. after a crash above)
         clean_up()
     return 0
 
 
 if __name__ == "__main__":
-    from fastgen.utils.scripts import run_cli
+    from fastgen.cli import run_cli
 
     sys.exit(run_cli(main))

@@ -87,8 +87,11 @@ def bench(net_cfg, teacher_cfg, data, rounds: int = 15, warmup: int = 3) -> dict
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    from _args import benchmark_parser
     from loguru import logger
+
+    benchmark_parser(__doc__).parse_args(argv)
 
     logger.remove()
     torch.set_num_threads(1)

@@ -82,7 +82,7 @@ def measure(world: int, steps: int, batch: int, hidden: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=256, help="per-rank batch")
     parser.add_argument("--hidden", type=int, default=512, help="ToyMLP width (4 layers)")

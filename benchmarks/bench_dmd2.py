@@ -108,7 +108,7 @@ def time_cycle(step_fn, model, data, prepare=None) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--cycles", type=int, default=5)

@@ -24,7 +24,12 @@ def wall_time(cmd: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
-def main(repeats: int = 7) -> None:
+def main(argv=None) -> None:
+    from _args import benchmark_parser
+
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each command (default 7)")
+    repeats = parser.parse_args(argv).repeats
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "FASTGEN_OUTPUT_ROOT": out}
         dryrun_cmd = [sys.executable, "train.py", f"--config={CONFIG}", "--dryrun"]

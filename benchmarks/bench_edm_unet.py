@@ -47,7 +47,7 @@ def train_step_throughput(net_kwargs: dict, batch: int, iters: int, warmup: int 
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="EDM SongUNet forward+backward throughput on CPU")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--tiny-iters", type=int, default=20)
     parser.add_argument("--cifar-iters", type=int, default=3)

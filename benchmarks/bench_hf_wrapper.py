@@ -128,7 +128,7 @@ def _condition(net, family, g, device):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="HFNetwork wrapper overhead over the bare diffusers denoiser")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--sizes", nargs="+", default=["tiny", "mid"], choices=["tiny", "mid"])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is printed)")

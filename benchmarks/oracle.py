@@ -12,22 +12,21 @@ from __future__ import annotations
 import os
 import sys
 
-import torch
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _oracle_common import NUM_EVAL, quiet_logs, swd_to_data  # noqa: E402
-from oracle_consistency import oracle_rows as consistency_rows  # noqa: E402
-from oracle_distribution_matching import oracle_rows as distribution_matching_rows  # noqa: E402
-
-from fastgen.networks.toy import GMMDenoiser  # noqa: E402
-from fastgen.utils.gmm import make_gmm, mode_coverage  # noqa: E402
+from _args import benchmark_parser  # noqa: E402  (stdlib only: --help answers before torch loads)
 
 
 def reference_rows() -> list[dict]:
+    import torch
+    from _oracle_common import NUM_EVAL, swd_to_data
+
+    from fastgen.networks.toy import GMMDenoiser
+    from fastgen.utils.gmm import make_gmm, mode_coverage
+
     gmm = make_gmm("ring8")
     data, _ = gmm.sample(NUM_EVAL, torch.Generator().manual_seed(99))
     teacher = GMMDenoiser(gmm_name="ring8").double()
@@ -41,7 +40,12 @@ def reference_rows() -> list[dict]:
     ]
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    benchmark_parser(__doc__).parse_args(argv)  # --help answers here, before any training
+    from _oracle_common import quiet_logs
+    from oracle_consistency import oracle_rows as consistency_rows
+    from oracle_distribution_matching import oracle_rows as distribution_matching_rows
+
     quiet_logs()
     rows = reference_rows()
     for row in distribution_matching_rows() + consistency_rows():

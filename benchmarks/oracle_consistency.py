@@ -16,7 +16,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _oracle_common import measured_row, print_rows, quiet_logs, train  # noqa: E402
+from _args import parse_methods  # noqa: E402  (stdlib only: --help answers before torch loads)
 
 
 def toy_config(method: str, use_cd: bool = False, max_iter: int | None = None, hidden_dim: int | None = None,
@@ -42,8 +42,13 @@ def checkpoint_path(config) -> str:
     return os.path.join(config.log_config.save_path, "checkpoints", f"{config.trainer.max_iter:07d}.pth")
 
 
-def oracle_rows(methods=("cm", "cm_cd", "scm", "scm_cd", "tcm", "mean_flow", "mean_flow_cd")) -> list[dict]:
+METHODS = ("cm", "cm_cd", "scm", "scm_cd", "tcm", "mean_flow", "mean_flow_cd")
+
+
+def oracle_rows(methods=METHODS) -> list[dict]:
     """Train each method on ring8 and report {method, steps, swd, swd_init, mode_coverage, seconds}."""
+    from _oracle_common import measured_row, train
+
     rows = []
     with tempfile.TemporaryDirectory() as root:
         stage1 = None
@@ -59,5 +64,8 @@ def oracle_rows(methods=("cm", "cm_cd", "scm", "scm_cd", "tcm", "mean_flow", "me
 
 
 if __name__ == "__main__":
+    selected = parse_methods(__doc__, METHODS)
+    from _oracle_common import print_rows, quiet_logs
+
     quiet_logs()
-    print_rows(oracle_rows(sys.argv[1:]) if len(sys.argv) > 1 else oracle_rows(), name_width=14)
+    print_rows(oracle_rows(selected), name_width=14)

@@ -17,7 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _oracle_common import measured_row, print_rows, quiet_logs  # noqa: E402
+from _args import parse_methods  # noqa: E402  (stdlib only: --help answers before torch loads)
 
 METHODS = ("dmd2", "f_distill", "ladd", "sid", "dmd2_fake_feat")
 
@@ -45,6 +45,8 @@ def toy_config(name: str, max_iter: int | None = None):
 
 def oracle_rows(methods=METHODS) -> list[dict]:
     """Train each method on ring8; one dict {method, steps, swd, swd_init, mode_coverage, seconds} per method."""
+    from _oracle_common import measured_row
+
     rows = []
     with tempfile.TemporaryDirectory() as root:
         for name in methods:
@@ -53,5 +55,8 @@ def oracle_rows(methods=METHODS) -> list[dict]:
 
 
 if __name__ == "__main__":
+    selected = parse_methods(__doc__, METHODS)
+    from _oracle_common import print_rows, quiet_logs
+
     quiet_logs()
-    print_rows(oracle_rows(tuple(sys.argv[1:])) if len(sys.argv) > 1 else oracle_rows())
+    print_rows(oracle_rows(selected))

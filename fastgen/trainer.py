@@ -33,6 +33,7 @@ from fastgen.utils import distributed as dist_utils
 from fastgen.utils import instantiate
 from fastgen.utils.checkpointer import (
     Checkpointer,
+    CheckpointError,
     collect_state,
     config_drift,
     load_pretrained_checkpoint,
@@ -160,7 +161,7 @@ class Trainer:
         try:
             import yaml
 
-            from fastgen.utils.env import public_config_dict
+            from fastgen.configs.config_utils import public_config_dict
 
             return yaml.safe_dump(public_config_dict(self.config), sort_keys=True)
         except Exception as error:  # a config the serializer cannot handle must not stop training
@@ -174,6 +175,12 @@ class Trainer:
         sharded = getattr(self.checkpointer, "all_ranks_save", False)  # DCP: collective, reads into the model
         found = self.checkpointer.load_latest(model) if sharded else self.checkpointer.load_latest()
         if found is None:
+            present = self.checkpointer.list_checkpoints()
+            if present:  # every one was unusable (each reported by load_latest): never restart silently over them
+                raise CheckpointError(
+                    f"none of the {len(present)} checkpoint(s) in {self.checkpointer.save_dir} can be loaded (the "
+                    f"reason for each is logged above); move them away to start from iteration 0, or start a new "
+                    f"run with log_config.name=NEW_NAME")
             logger.info(f"no checkpoint in {self.checkpointer.save_dir}: starting from iteration 0")
             return 0, None
         state, path = found
@@ -332,12 +339,20 @@ class Trainer:
         return now, iteration
 
     # --- validation ---------------------------------------------------------------------------------------------
-    def validate(self, model: Any, iteration: int) -> dict[str, float]:
-        """Mean validation losses over `MAX_VAL_STEPS` batches (trainer.global_vars), under no_grad, without an
-        optimizer step, from the start of the validation stream with a fixed seed, leaving all RNG streams as
-        they were (so the training trajectory does not depend on validation_iter)."""
+    def validate(self, model: Any, iteration: int) -> list[dict[str, float]]:
+        """One validation pass per entry of `trainer.global_vars_val` (default [None]: one plain pass); each entry
+        temporarily updates `trainer.global_vars` (e.g. {MAX_VAL_STEPS: 8}). Returns each pass's mean losses."""
+        trainer_cfg = self.config.trainer
+        base = dict(trainer_cfg.global_vars or {})
+        return [self.validation_pass(model, iteration, {**base, **dict(entry or {})}, index)
+                for index, entry in enumerate(trainer_cfg.global_vars_val or [None])]
+
+    def validation_pass(self, model: Any, iteration: int, global_vars: Mapping[str, Any], index: int = 0
+                        ) -> dict[str, float]:
+        """Mean validation losses over `MAX_VAL_STEPS` batches, under no_grad, without an optimizer step, from the
+        start of the validation stream with a fixed seed, leaving all RNG streams as they were (so the training
+        trajectory does not depend on validation_iter)."""
         trainer_cfg, callbacks = self.config.trainer, self.callbacks
-        global_vars = trainer_cfg.global_vars or {}
         max_steps = int(global_vars.get("MAX_VAL_STEPS", DEFAULT_MAX_VAL_STEPS))
         val_seed = trainer_cfg.val_seed if trainer_cfg.val_seed is not None else trainer_cfg.seed
         meter = _LossMeter()
@@ -357,7 +372,8 @@ class Trainer:
                                                  iteration=iteration)
             callbacks.on_validation_end(model, iteration=iteration)
         losses = meter.pop()
-        logger.info(f"validation at iter {iteration}: " + " ".join(f"{k}={v:.5g}" for k, v in losses.items()))
+        label = "validation" if index == 0 else f"validation {index} ({dict(global_vars)})"
+        logger.info(f"{label} at iter {iteration}: " + " ".join(f"{k}={v:.5g}" for k, v in losses.items()))
         return losses
 
     # --- checkpoints --------------------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ from fastgen.methods import SFTModel
 from fastgen.utils.checkpointer import (
     Checkpointer,
     CheckpointError,
+    checkpoint_path,
     collect_state,
     config_drift,
     load_pretrained_checkpoint,
     restore_state,
+    safe_torch_load,
 )
 from fastgen.utils.rng import derive_seed, get_rng_state, seed_everything, set_rng_state
 
@@ -178,3 +180,75 @@ def test_derived_seeds_do_not_collide():
 def test_config_drift_lists_changed_lines():
     assert config_drift("a: 1\nb: 2\n", "a: 1\nb: 2\n") == []
     assert config_drift("a: 1\nb: 2\n", "a: 1\nb: 3\n") == ["-b: 2", "+b: 3"]
+
+
+def test_sft_checkpoint_initialises_dmd2_with_strict_false(tmp_path, warnings_log):
+    from fastgen.configs.experiments.Toy import config_dmd2
+    from fastgen.methods import DMD2Model
+
+    sft = small_model()
+    one_step(sft, seed=3)
+    config = config_dmd2.create_config().model
+    config.net.hidden_dim, config.net.num_layers = 16, 1
+    config.gan_loss_weight_gen = 0.0
+    dmd2 = DMD2Model(config)
+    dmd2.on_train_begin()
+    dmd2.init_optimizers()
+    fake_before = {k: v.clone() for k, v in dmd2.fake_score.state_dict().items()}
+    state = Checkpointer(str(tmp_path)).load(Checkpointer(str(tmp_path)).save(collect_state(sft, iteration=7), 7))
+    with pytest.raises(CheckpointError, match="no weights for 'fake_score'"):
+        restore_state(dmd2, state)  # strict: a missing network is an error
+    assert restore_state(dmd2, state, strict=False) == 7
+    assert_states_equal(dmd2.net.state_dict(), sft.net.state_dict())
+    assert_states_equal(dmd2.fake_score.state_dict(), fake_before)  # starts fresh, with a warning
+    assert any("no weights for 'fake_score'" in m and "keeps its current weights" in m for m in warnings_log)
+
+
+def test_random_bytes_are_not_a_checkpoint_nor_a_code_risk(tmp_path):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(CheckpointError) as error:
+        safe_torch_load(str(path))
+    assert str(error.value) == (f"{path} is not a checkpoint: 3000 bytes that are neither a torch.save archive nor "
+                                f"a safetensors file")
+    pickled = tmp_path / "damaged.pth"  # a pickle header, then garbage: damaged, not dangerous
+    pickled.write_bytes(b"\x80\x02" + np.random.default_rng(1).bytes(500))
+    with pytest.raises(CheckpointError) as error:
+        safe_torch_load(str(pickled))
+    assert "weights_only" not in str(error.value) and "arbitrary code" not in str(error.value)
+    assert str(error.value).startswith(str(pickled))
+
+
+def test_torch_pickle_warnings_do_not_reach_users(tmp_path):
+    import io
+    import warnings
+
+    buffer = io.BytesIO()
+    torch.save({"model": {"net": {"w": torch.ones(2)}}, "iteration": 5}, buffer, _use_new_zipfile_serialization=False)
+    data = bytearray(buffer.getvalue())
+    data[16] = 90  # the legacy header's protocol field: torch warns "Detected pickle protocol 90" but loads
+    (tmp_path / "0000005.pth").write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = Checkpointer(str(tmp_path)).load(str(tmp_path / "0000005.pth"))
+    assert state["iteration"] == 5 and torch.equal(state["model"]["net"]["w"], torch.ones(2))
+    assert [str(w.message) for w in caught] == []
+
+
+def test_all_corrupt_checkpoints_are_reported_not_ignored(tmp_path, monkeypatch):
+    from fastgen.trainer import Trainer
+
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+    config = config_sft.create_config()
+    config.trainer.callbacks = {}
+    config.model.net.hidden_dim, config.model.net.num_layers = 16, 1
+    trainer = Trainer(config)
+    for it in (10, 20):
+        os.makedirs(trainer.checkpointer.save_dir, exist_ok=True)
+        with open(checkpoint_path(trainer.checkpointer.save_dir, it), "wb") as file:
+            file.write(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError) as error:
+        trainer.load_checkpoint(small_model())
+    assert str(error.value) == (
+        f"none of the 2 checkpoint(s) in {trainer.checkpointer.save_dir} can be loaded (the reason for each is logged "
+        f"above); move them away to start from iteration 0, or start a new run with log_config.name=NEW_NAME")

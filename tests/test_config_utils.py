@@ -220,3 +220,13 @@ def test_yaml_from_a_config_file_outside_packages_loads_back(tmp_path):
     loaded = load_config_from_yaml(tmp_path / "c.yaml")  # classes not importable: the base classes are used
     assert type(loaded) is BaseConfig and loaded.trainer.max_iter == 11
     assert serialize_config(loaded) == serialize_config(config)
+
+
+def test_config_syntax_error_names_file_and_line(tmp_path):
+    from fastgen.configs.config_utils import ConfigError, import_config_from_python_file
+
+    path = tmp_path / "broken_config.py"
+    path.write_text("from fastgen.configs.config import BaseConfig\n\n\ndef create_config(:\n    return BaseConfig()\n")
+    with pytest.raises(ConfigError) as error:
+        import_config_from_python_file(str(path))
+    assert str(error.value) == f"syntax error in config file {path}, line 4: invalid syntax: def create_config(:"

@@ -283,18 +283,37 @@ def test_lazycall_targets_accept_their_kwargs():
     assert checked >= 1
 
 
+@pytest.mark.parametrize("path", ["fastgen/configs/methods/config_cm.py", "fastgen/configs/methods/config_dmd2.py",
+                                  "fastgen/configs/experiments/EDM2/config_tcm_s.py"])
+def test_model_config_assigns_into_omegaconf(path):
+    # OmegaConf has no Union of containers and no Optional[DictConfig]: every field type must be one it accepts
+    from omegaconf import OmegaConf
+
+    from fastgen.configs.config_utils import import_config_from_python_file, override_config_with_opts
+
+    config = import_config_from_python_file(path)
+    tree = OmegaConf.create({})
+    tree.model = config.model
+    assert tree.model.use_ema == config.model.use_ema and tree.model.teacher is None
+    assert tree.model.net.model_channels == config.model.net.model_channels
+    config = override_config_with_opts(config, ["-", "model.use_ema=[ema,ema_2]", "model.teacher={_target_: a.B, x: 1}"])
+    assert config.model.use_ema == ["ema", "ema_2"]
+    assert type(config.model.teacher).__name__ == "DictConfig" and dict(config.model.teacher) == {"_target_": "a.B",
+                                                                                                    "x": 1}
+
+
 @pytest.mark.parametrize("path", EXPERIMENT_FILES)
 def test_every_experiment_dryrun_prints_its_resolved_config(path, capsys, monkeypatch, tmp_path):
     """`train.py --config=PATH --dryrun` (in-process): exit 0, YAML equal to the config's own serialisation."""
     import yaml
 
+    from fastgen.cli import parse_args, resolve_config, run_cli
     from fastgen.configs.config_utils import serialize_config
-    from fastgen.utils.scripts import parse_args, resolve_config, run_cli
 
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
 
     def main(argv):
-        from fastgen.utils.scripts import setup
+        from fastgen.cli import setup
 
         setup(parse_args(argv))
 

@@ -257,3 +257,20 @@ def test_wrong_network_class_and_layout_are_reported(tmp_path):
         convert_edm_pickle(path)
     with pytest.raises(FileNotFoundError):
         convert_edm_pickle(tmp_path / "absent.pkl")
+
+
+@pytest.mark.parametrize("module", ["fastgen.networks.EDM.convert", "fastgen.networks.EDM2.convert"])
+def test_converter_cli_reports_a_bad_file_in_one_line(module, tmp_path, capsys):
+    import importlib
+
+    from fastgen.cli import run_cli
+
+    bad = tmp_path / "not_a_pickle.pkl"
+    bad.write_bytes(np.random.default_rng(0).bytes(256))
+    code = run_cli(importlib.import_module(module).main, [str(bad), str(tmp_path / "out.pth")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot convert {bad}: not a readable official network pickle (")
+    assert err.count("\n") == 1 and not (tmp_path / "out.pth").exists()
+    code = run_cli(importlib.import_module(module).main, [str(tmp_path / "missing.pkl"), str(tmp_path / "o.pth")])
+    assert code == 1 and capsys.readouterr().err == f"error: source pickle not found: {tmp_path / 'missing.pkl'}\n"

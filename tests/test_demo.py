@@ -177,7 +177,7 @@ def test_timed_fid_matches_direct_fid(tmp_path):
 
 
 def test_bad_arguments_are_usage_errors():
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     with pytest.raises(UsageError, match="num_fid_samples"):
         pipeline.parse_args(["--num_fid_samples", "0"])

@@ -7,6 +7,7 @@ import pytest
 from loguru import logger
 
 from fastgen.configs.config import BaseConfig
+from fastgen.configs.config_utils import public_config_dict
 from fastgen.utils import env
 from fastgen.utils.logging import setup_logging
 
@@ -141,7 +142,7 @@ def test_public_config_dict_redacts(clean_env):
     cfg = BaseConfig()
     cfg.log_config.name = "run-my-wandb-secret"
     cfg.model.net.api_key = "abc"
-    public = env.public_config_dict(cfg)
+    public = public_config_dict(cfg)
     assert public["log_config"]["name"] == "run-***REDACTED***"
     assert public["model"]["net"]["api_key"] == "***REDACTED***"
     assert public["trainer"]["max_iter"] == 1000000

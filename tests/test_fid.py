@@ -327,9 +327,9 @@ def _save_checkpoint(model, save_dir: str, iteration: int, seed: int) -> None:
 
 
 def test_compute_fid_from_ckpts_sweeps_new_checkpoints(tmp_path, monkeypatch):
+    from fastgen.cli import parse_args, resolve_config
     from fastgen.metrics import load_feature_extractor
     from fastgen.utils import instantiate
-    from fastgen.utils.scripts import parse_args, resolve_config
 
     sweep = _sweep_module()
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path / "out"))
@@ -429,3 +429,15 @@ def test_compute_fid_under_torch_distributed_equals_single_process(tmp_path):
     assert values[0] == values[1]
     assert values[0][0] == pytest.approx(single, rel=1e-9)  # rank 0 had batches 0,2,..; rank 1 batches 1,3,..
     assert values[0][1] == pytest.approx(single, rel=1e-9)
+
+
+def test_compute_fid_from_ckpts_refuses_a_non_image_config(tmp_path, monkeypatch, capsys):
+    from fastgen.cli import run_cli
+
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+    sweep = _sweep_module()
+    code = run_cli(sweep.main, ["--config=fastgen/configs/experiments/Toy/config_sft.py"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: compute_fid_from_ckpts.py works on pixel images [C, H, W] with 1 or 3 channels, but this config's "
+        "model.input_shape=[2] describes vectors; pass an image experiment's config")

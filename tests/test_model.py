@@ -176,3 +176,23 @@ def test_exact_teacher_as_net_samples_the_mixture():
     samples = model.generator_fn(model.net, noise, student_sample_steps=40, t_list=t_list.tolist())
     data, _ = make_gmm("ring8").sample(2000, torch.Generator().manual_seed(1))
     assert sliced_wasserstein(samples, data, generator=torch.Generator().manual_seed(2)) < 0.1
+
+
+def test_random_teacher_warning_comes_when_training_starts_not_at_build():
+    # evaluation scripts clear pretrained_model_path themselves (they load a checkpoint's student): no warning there
+    from loguru import logger
+
+    messages = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    try:
+        model = TeacherModel(toy_model_config(pretrained_model_path=""))
+        assert messages == [] and model.random_teacher
+        model.on_train_begin()
+        assert sum("the teacher keeps its random initialisation" in m for m in messages) == 1
+        messages.clear()
+        trained = TeacherModel(toy_model_config(pretrained_model_path=""))
+        trained.resume_iter = 100  # a stage checkpoint (pretrained_ckpt_path) loaded the networks
+        trained.on_train_begin()
+        assert messages == []
+    finally:
+        logger.remove(sink)

@@ -169,3 +169,30 @@ def test_fully_shard_two_gloo_ranks_matches_unsharded():
     results = sorted(q.get(timeout=60) for _ in range(2))
     for rank, sharded, grads_ok, err in results:
         assert sharded and grads_ok and err < 1e-6, (rank, sharded, grads_ok, err)
+
+
+def _tiny_networks():
+    from fastgen.networks.DiT.network import DiT
+    from fastgen.networks.EDM.network import EDMPrecond
+    from fastgen.networks.EDM2.network import EDM2Precond
+
+    image = torch.randn(2, 3, 8, 8)
+    return [
+        ("ToyMLP", ToyMLP(dim=2, hidden_dim=8, num_layers=2), torch.randn(2, 2), 1.0),
+        ("GMMDenoiser", GMMDenoiser(gmm_name="ring8"), torch.randn(2, 2), 1.0),
+        ("EDM", EDMPrecond(img_resolution=8, img_channels=3, label_dim=0, model_type="SongUNet", model_channels=8,
+                           channel_mult=[1], num_blocks=1, attn_resolutions=[]), image, 1.0),
+        ("EDM2", EDM2Precond(img_resolution=8, img_channels=3, label_dim=0, model_channels=8, channel_mult=[1],
+                             num_blocks=1, attn_resolutions=[]), image, 1.0),
+        ("DiT", DiT(input_size=8, patch_size=4, in_channels=3, hidden_size=16, depth=1, num_heads=2, num_classes=0),
+         image, 0.5),
+    ]
+
+
+def test_return_features_early_with_no_features_is_an_empty_list():
+    for name, net, x, t in _tiny_networks():
+        t_vec = torch.full((x.shape[0],), t, dtype=torch.float64)
+        for empty in (set(), [], None):
+            assert net(x, t_vec, feature_indices=empty, return_features_early=True) == [], name
+        out = net(x, t_vec, feature_indices=set())  # and the plain forward is unaffected
+        assert isinstance(out, torch.Tensor) and out.shape == x.shape and bool(torch.isfinite(out).all()), name

@@ -91,6 +91,7 @@ def test_features_equal_hooks_on_bare_unet(sd15):
     assert torch.equal(feats[0], ref[0]) and torch.equal(feats[1], ref[2])
     assert feats[0].shape == (2, 16, 4, 4) and feats[1].shape == (2, 32, 4, 4)
     assert isinstance(early, list) and torch.equal(early[0], ref[1])
+    assert sd15(x, t, cond, feature_indices=set(), return_features_early=True) == []  # nothing asked, nothing run
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])

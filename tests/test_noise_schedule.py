@@ -153,6 +153,19 @@ def test_dtype_and_video_time_broadcast():
     torch.testing.assert_close(out, eps, atol=1e-4, rtol=1e-4)
 
 
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_coefficients_keep_the_time_dtype(name):
+    # computed in float64 inside, returned in the dtype of t: float32 times give float32 coefficients
+    s = get_noise_schedule(name)
+    t64 = s.sample_t(5, generator=torch.Generator().manual_seed(0))
+    t32 = t64.float()
+    for fn in (s.alpha, s.sigma, s.alpha_prime, s.sigma_prime):
+        out32, out64 = fn(t32), fn(t64)
+        assert out32.dtype == torch.float32 and out64.dtype == F64
+        torch.testing.assert_close(out32, fn(t32.double()).float(), atol=0, rtol=0)  # float64 math, then cast
+    assert s.sigma(0.5).dtype == s.t_precision == F64
+
 @pytest.mark.parametrize("name", SCHEDULES)
 @pytest.mark.parametrize("dist", ["uniform", "lognormal", "logitnormal", "polynomial", "shifted", "log_t"])
 def test_sampled_times_inside_bounds(name, dist):

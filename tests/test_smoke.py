@@ -13,9 +13,9 @@ import pytest
 import torch
 from _config_files import EXPERIMENT_FILES, REPO
 
+from fastgen.cli import run_cli
 from fastgen.configs.config_utils import import_config_from_python_file, load_config_from_yaml
 from fastgen.utils.checkpointer import safe_torch_load
-from fastgen.utils.scripts import run_cli
 
 # one quick config per family always runs; the rest are marked slow (CI still runs them)
 FAMILY_REPRESENTATIVES = {

@@ -40,6 +40,29 @@ def test_route_by_time_sends_each_sample_to_its_network():
     assert torch.equal(route_by_time(lambda x, t: x + 1, lambda x, t: x - 1, x, t, 0.5), x + 1)
 
 
+
+def test_route_by_time_student_dropout_matches_between_t_and_r_passes():
+    # the trained pass at t (all samples above the transition) and the no-grad target pass at r (some below it)
+    # replay one RNG state, as CMModel.consistency_outputs does: each student sample must see the same dropout mask
+    from fastgen.methods.consistency_model.jvp import capture_rng, replay_rng
+
+    torch.manual_seed(0)
+    x = torch.ones(6, 32)
+
+    def student(x_s, t_s):
+        return torch.nn.functional.dropout(x_s, p=0.4, training=True)
+
+    t = torch.full((6,), 3.0, dtype=torch.float64)
+    r = torch.tensor([0.5, 2.5, 1.0, 2.2, 0.1, 2.9], dtype=torch.float64)
+    rng = capture_rng("cpu")
+    d_t = route_by_time(student, lambda x_s, t_s: x_s * 0 - 7.0, x, t, transition_t=2.0)
+    with replay_rng(rng):
+        d_r = route_by_time(student, lambda x_s, t_s: x_s * 0 - 7.0, x, r, transition_t=2.0)
+    above = r >= 2.0
+    assert torch.equal(d_r[above], d_t[above])  # same masks for the samples the student takes in both passes
+    assert torch.equal(d_r[~above], torch.full((3, 32), -7.0))
+    assert 0 < int((d_t == 0).sum()) < d_t.numel()  # dropout really dropped something
+
 def test_tcm_loss_equals_formula():
     config = small_config()
     model = TCMModel(config.model)

@@ -159,3 +159,31 @@ def test_loss_meter_averages_each_key_over_the_iterations_that_reported_it():
     assert list(means) == ["total_loss", "fake_score_loss", "vsd_loss"]
     assert means == {"total_loss": 2.0, "fake_score_loss": 2.0, "vsd_loss": 2.0}
     assert meter.pop() == {}
+
+
+class ValStepCounter(Callback):
+    def __init__(self):
+        super().__init__()
+        self.passes = []
+
+    def on_validation_begin(self, model, iteration=0, **kw):
+        self.passes.append(0)
+
+    def on_validation_step_end(self, model, data=None, outputs=None, loss_map=None, iteration=0, **kw):
+        self.passes[-1] += 1
+
+
+def test_global_vars_val_runs_one_pass_per_entry(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+    config = tiny(config_sft.create_config(), 1, global_vars={"MAX_VAL_STEPS": 3},
+                  global_vars_val=[None, {"MAX_VAL_STEPS": 1}])
+    config.trainer.callbacks = {"counter": ValStepCounter()}
+    model = instantiate(config.model_class, config=config.model)
+    model.on_train_begin()
+    trainer = Trainer(config)
+    trainer.val_loader = trainer.build_loader(config.dataloader_train, None)
+    full, short = trainer.validate(model, 0)
+    assert trainer.callbacks["counter"].passes == [3, 1]  # trainer.global_vars, then the entry's override
+    # each pass starts at the stream's start with the same seed: the 1-batch pass is the first batch alone
+    assert short == trainer.validation_pass(model, 0, {"MAX_VAL_STEPS": 1})
+    assert full == trainer.validation_pass(model, 0, {"MAX_VAL_STEPS": 3}) and full != short

@@ -245,6 +245,35 @@ def test_mode_resolution_and_ids(monkeypatch):
     assert len(ids) == 50 and all(len(i) == 8 and set(i) <= alphabet for i in ids)
 
 
+def test_visualize_teacher_logs_the_teachers_samples(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from fastgen.callbacks.wandb import WandbCallback
+    from fastgen.configs.experiments.Toy import config_sft
+    from fastgen.methods.model import FastGenModel
+
+    class WithTeacher(FastGenModel):
+        needs_teacher = True
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    config = config_sft.create_config()
+    config.model.net = L("fastgen.networks.EDM.network.EDMPrecond")(
+        img_resolution=8, img_channels=1, label_dim=0, model_type="SongUNet", model_channels=8, channel_mult=[1],
+        num_blocks=1, attn_resolutions=[])
+    config.model.input_shape = [1, 8, 8]
+    model = WithTeacher(config.model)
+    callback = WandbCallback(sample_logging_iter=1, num_grid_samples=2)
+    callback.config, callback.trainer = config, SimpleNamespace(save_path=str(tmp_path))
+    noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    outputs = {"gen_rand": noise.clamp(-1, 1), "input_rand": noise}
+    assert callback.teacher_images(model, outputs, {}) is None  # off by default
+    config.trainer.visualize_teacher = True
+    expected = model.sample(model.teacher, noise[:2]).float()
+    torch.testing.assert_close(callback.teacher_images(model, outputs, {"condition": None}), expected)
+    callback.on_training_step_end(model, {}, outputs, {"total_loss": torch.tensor(1.0)}, 1)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["iter_0000001.png", "teacher_iter_0000001.png"]
+
+
 class _LatentNet(torch.nn.Module):
     """A net with a video VAE: decode maps 4-channel latents [N, 4, T, h, w] to RGB at twice the size."""
 

@@ -4,7 +4,7 @@ Rank 0 opens one W&B run per run directory (trainer.run_dir, else trainer.save_p
 continues the same run (`resume="allow"`). The mode comes from `$WANDB_MODE` if set, else
 `config.log_config.wandb_mode` ("online" | "offline" | "disabled"; disabled opens no run and writes no W&B files).
 The API key comes from `$WANDB_API_KEY` or the `log_config.wandb_credential` file; it is never logged, and the
-config sent to W&B is the redacted one (`fastgen.utils.env.public_config_dict`).
+config sent to W&B is the redacted one (`fastgen.configs.config_utils.public_config_dict`).
 
 Scalars: losses of `loss_map` are averaged over each logging interval (and over ranks); learning rates are read
 from the active optimizers when they step; every sibling callback's `logs` dict is collected and cleared at each
@@ -13,7 +13,8 @@ x-axis (a custom step metric, so rows re-logged after a resume are not dropped b
 Sample grids (`outputs["gen_rand"]`) go to W&B and, unless `save_png=False`, to `{run_dir}/samples/*.png`.
 Video samples ([N, C, T, H, W]) go as a `wandb.Video` (one h264 mp4 whose frames are the batch's grids, encoded by
 fastgen.utils.video through PyAV; no moviepy needed) under `.../videos`, plus a contact sheet (a row of frames per
-sample) as the image under `.../samples`; the files are `{run_dir}/samples/*.mp4` and `*.png`.
+sample) as the image under `.../samples`; the files are `{run_dir}/samples/*.mp4` and `*.png`. With
+`trainer.visualize_teacher=True` the teacher's samples from the same noise go beside them (`train_media/teacher`).
 """
 
 from __future__ import annotations
@@ -107,12 +108,21 @@ def public_config(config: Any) -> dict:
     if config is None:
         return {}
     try:
-        from fastgen.utils.env import public_config_dict
+        from fastgen.configs.config_utils import public_config_dict
 
         return public_config_dict(config)
     except Exception as e:  # noqa: BLE001 - logging must not stop training; the fallback is redacted too
         logger.warning(f"public_config_dict failed ({e.__class__.__name__}); sending a plain redacted config to W&B")
         return redact(_plain(config))
+
+
+def _first(condition: Any, n: int) -> Any:
+    """The first n samples of a condition (a tensor, or a mapping of tensors); anything else unchanged."""
+    if isinstance(condition, torch.Tensor):
+        return condition[:n]
+    if isinstance(condition, Mapping):
+        return {k: _first(v, n) for k, v in condition.items()}
+    return condition
 
 
 class _Averager:
@@ -185,6 +195,7 @@ class WandbCallback(Callback):
         self._val_pass = 0
         self._val_step = 0
         self._val_images: torch.Tensor | None = None
+        self._warned_no_teacher = False
 
     # --- setup -----------------------------------------------------------------------------------------------------
     @property
@@ -275,6 +286,9 @@ class WandbCallback(Callback):
             images = self.sample_images(model, outputs)
             if images is not None:
                 row.update(self._media("train_media/samples", images, f"iter_{iteration:07d}.png"))
+            teacher = self.teacher_images(model, outputs, data)
+            if teacher is not None:
+                row.update(self._media("train_media/teacher", teacher, f"teacher_iter_{iteration:07d}.png"))
         if row:
             self.log(row, iteration)
 
@@ -336,6 +350,30 @@ class WandbCallback(Callback):
         generated = outputs.get("gen_rand") if isinstance(outputs, Mapping) else None
         if callable(generated):
             generated = generated()
+        return self._as_images(model, generated)
+
+    @torch.no_grad()
+    def teacher_images(self, model: Any, outputs: Any, data: Any) -> torch.Tensor | None:
+        """With trainer.visualize_teacher: the teacher's multi-step samples (FastGenModel.sample, with the model's
+        guidance) from the same noise as the student's grid (`outputs["input_rand"]`) and the batch's condition."""
+        if not getattr(getattr(self.config, "trainer", None), "visualize_teacher", False):
+            return None
+        root = unwrap_model(model)
+        teacher = getattr(root, "teacher", None)
+        noise = outputs.get("input_rand") if isinstance(outputs, Mapping) else None
+        if teacher is None or not isinstance(noise, torch.Tensor) or not hasattr(root, "sample"):
+            if not self._warned_no_teacher:
+                logger.warning("trainer.visualize_teacher=True, but this method has no teacher network (or its "
+                               "outputs no 'input_rand' noise): only student samples are logged")
+                self._warned_no_teacher = True
+            return None
+        n = min(self.num_video_samples if noise.ndim == 5 else self.num_grid_samples, noise.shape[0])
+        data = data if isinstance(data, Mapping) else {}
+        samples = root.sample(teacher, noise[:n], condition=_first(data.get("condition"), n),
+                              neg_condition=_first(data.get("neg_condition"), n))
+        return self._as_images(model, samples)
+
+    def _as_images(self, model: Any, generated: Any) -> torch.Tensor | None:
         if not isinstance(generated, torch.Tensor):
             return None
         images = generated[: self.num_video_samples if generated.ndim == 5 else self.num_grid_samples]

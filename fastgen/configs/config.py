@@ -3,12 +3,14 @@
 Every default is built fresh (attrs factories deep-copy the module-level LazyCalls) and every assignment of a
 container (`config.model.net = EDM_ImageNet64_Config`) stores a deep copy, so editing one experiment's config can
 never change another's or a module-level default. Fields carry type annotations: command-line overrides are checked
-against them (see config_utils).
+against them (see config_utils). Every annotation is one OmegaConf accepts too, so a config node can be assigned into
+an OmegaConf tree: an optional LazyCall is `Optional[dict]` (a mapping given to it becomes a DictConfig), and
+`use_ema` (bool or list of names) is `Any`.
 """
 
 import copy
 import os
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import attrs
 from omegaconf import DictConfig, ListConfig
@@ -117,9 +119,26 @@ class CompileConfig(ConfigNode):
 
 
 @attrs.define(slots=False)
+class LoRAConfig(ConfigNode):
+    """Low-rank adapters on the student (fastgen.methods.lora): only they train and are checkpointed.
+
+    The student's base weights stay frozen and are shared with the teacher (adapters disabled) when the teacher
+    uses the student's architecture; DMD2-style fake scores become a second adapter on the same base
+    (`fake_score_adapter`). Set on the command line with `- model.lora='{rank: 8}'`.
+    """
+
+    rank: int = 16
+    alpha: Optional[float] = None  # scale alpha / rank of the update; None: alpha = rank (scale 1)
+    # module names (suffix match, peft's rule); None: the standard attention projections of diffusers models
+    target_modules: Optional[list[str]] = None
+    dropout: float = 0.0
+    fake_score_adapter: bool = True  # False: the fake score is a full trainable copy of the base (as without LoRA)
+
+
+@attrs.define(slots=False)
 class BaseModelConfig(ConfigNode):
     net: DictConfig = fresh(EDM_CIFAR10_Config)
-    teacher: Optional[DictConfig] = None  # separate teacher architecture (else the teacher uses `net`)
+    teacher: Optional[dict] = None  # separate teacher architecture (else the teacher uses `net`)
     guidance_scale: Optional[float] = None
     skip_layers: Optional[list[int]] = None
     net_optimizer: DictConfig = fresh(BaseOptimizerConfig)
@@ -134,7 +153,7 @@ class BaseModelConfig(ConfigNode):
     pretrained_student_net_path: str = ""
     load_student_weights: bool = True
     enable_preprocessors: bool = True
-    use_ema: Union[bool, list[str]] = False
+    use_ema: Any = False  # bool or list of names starting with "ema" (Any: OmegaConf has no Union of containers)
     student_sample_steps: int = 1
     student_sample_type: str = "sde"  # "sde" | "ode"
     fsdp_meta_init: bool = False
@@ -150,6 +169,7 @@ class BaseModelConfig(ConfigNode):
     activation_checkpointing: bool = False  # recompute each network block's activations in backward
     teacher_precision: Optional[str] = None  # dtype of the frozen teacher's weights and passes, e.g. "bfloat16"
     compile: CompileConfig = attrs.Factory(CompileConfig)
+    lora: Optional[LoRAConfig] = None  # None: the whole student trains; set: LoRA adapters only (see LoRAConfig)
 
 
 @attrs.define(slots=False)
@@ -176,7 +196,7 @@ class BaseTrainerConfig(ConfigNode):
     fsdp_sharding_group_size: Optional[int] = None
     global_vars: Optional[dict[str, Any]] = None
     global_vars_val: list[Optional[dict[str, Any]]] = attrs.Factory(lambda: [None])
-    augment_pipe: Optional[DictConfig] = None
+    augment_pipe: Optional[dict] = None
 
 
 @attrs.define(slots=False)
@@ -186,5 +206,5 @@ class BaseConfig(ConfigNode):
     model: BaseModelConfig = attrs.Factory(BaseModelConfig)
     model_class: DictConfig = attrs.Factory(lambda: L("fastgen.methods.FastGenModel")(config=None))
     dataloader_train: DictConfig = attrs.Factory(cifar10_loader_config)
-    dataloader_val: Optional[DictConfig] = None
+    dataloader_val: Optional[dict] = None
     eval: EvalConfig = attrs.Factory(EvalConfig)

@@ -57,11 +57,32 @@ def _module_name_for(path: Path) -> str | None:
     return None
 
 
+def load_config_file(path: str | os.PathLike) -> Any:
+    """`--config`: a `.py` file with create_config(), or a run's saved `config.yaml` (rerun or resume from it)."""
+    if str(path).endswith((".yaml", ".yml")):
+        if not Path(str(path)).expanduser().is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        return load_config_from_yaml(Path(str(path)).expanduser())
+    return import_config_from_python_file(path)
+
+
 def import_config_from_python_file(path: str | os.PathLike) -> Any:
-    """Load the `.py` file at `path` (relative to the CWD or absolute) and return its `create_config()`."""
+    """Load the `.py` file at `path` (relative to the CWD or absolute) and return its `create_config()`.
+
+    A syntax error (in the file or in a module it imports) is a ConfigError naming that file, line and text."""
+    try:
+        return _import_config(path)
+    except SyntaxError as error:
+        where = f"{error.filename or path}, line {error.lineno}" if error.lineno else str(error.filename or path)
+        text = f": {error.text.strip()}" if error.text and error.text.strip() else ""
+        raise ConfigError(f"syntax error in config file {where}: {error.msg}{text}") from error
+
+
+def _import_config(path: str | os.PathLike) -> Any:
     path_str = str(path)
     if not path_str.endswith(".py"):
-        raise ConfigError(f"config must be a .py file with a create_config() function, got '{path_str}'")
+        raise ConfigError(f"config must be a .py file with a create_config() function (or a run's config.yaml), "
+                          f"got '{path_str}'")
     file = Path(path_str).expanduser()
     if not file.is_file():
         raise ConfigError(f"config file '{path_str}' does not exist")
@@ -225,6 +246,8 @@ def coerce_value(value: Any, tp: Any, raw: str | None = None, current: Any = Non
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise _Mismatch
+        if tp is dict:  # an optional LazyCall field: `Optional[dict]`, since OmegaConf rejects Optional[DictConfig]
+            return DictConfig(dict(value), flags={"allow_objects": True})
         value_tp = args[1] if len(args) == 2 else Any
         return {k: coerce_value(v, value_tp) for k, v in value.items()}
     if tp is DictConfig:
@@ -484,6 +507,11 @@ def serialize_config(config: Any, return_type: str = "dict", path: str | os.Path
         f.write(text)
     os.replace(tmp, file)
     return file
+
+
+def public_config_dict(config: Any) -> dict:
+    """The config as a plain dict safe to log, print, save or send to W&B (secrets redacted)."""
+    return serialize_config(config, return_type="dict", redact_secrets=True)
 
 
 def config_from_dict(data: Mapping, cls: Any, classes: Mapping[str, str] | None = None, prefix: str = "") -> Any:

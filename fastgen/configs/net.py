@@ -77,3 +77,31 @@ FluxConfig = L(_HF + "Flux")(
 QwenImageConfig = L(_HF + "QwenImage")(
     model_id="Qwen/Qwen-Image", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )
+
+# Video families (diffusers-backed; latents [B, C, T, H, W]). Wan 2.1 T2V: flow on rf, timestep = 1000 sigma.
+Wan_1_3B_Config = L(_HF + "Wan")(
+    model_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
+)
+# Wan 2.2 TI2V-5B: 48-channel VAE (16x spatial, its config says), one timestep per video token (expand_timesteps)
+Wan22_T2V_5B_Config = L(_HF + "Wan")(
+    model_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    expand_timesteps=True,
+)
+Wan21_T2V_14B_Config = L(_HF + "Wan")(
+    model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
+)
+# Wan 2.1 I2V: + CLIP image encoder; condition keys prompt_embeds, image_embeds, first_frame_cond
+Wan21_I2V_14B_480P_Config = L(_HF + "WanI2V")(
+    model_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
+)
+Wan21_I2V_14B_720P_Config = L(_HF + "WanI2V")(
+    model_id="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
+)
+# CogVideoX: v on the cogvideox schedule (its SNR shift read from the model's scheduler config: 3.0 for 2B, 1.0 for
+# 5B); latents [B, C, T, H, W] (the adapter permutes to the transformer's frames-first layout)
+CogVideoXConfig = L(_HF + "CogVideoX")(
+    model_id="THUDM/CogVideoX-2b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
+)
+CogVideoX5BConfig = L(_HF + "CogVideoX")(
+    model_id="THUDM/CogVideoX-5b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
+)

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fastgen.datasets.loader import InfiniteLoader, synthetic_image_batch
+from fastgen.utils.checkpointer import safe_torch_load
 
 SHARD_EXTENSIONS = (".safetensors", ".pt", ".pth")
 PER_SAMPLE_KEYS = ("noise", "real", "path", "condition")
@@ -30,9 +31,9 @@ def load_shard(path: str) -> dict[str, torch.Tensor]:
     try:
         if path.endswith(".safetensors"):
             return load_file(path)
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"cannot read KD shard {path}: {type(error).__name__}: {error}") from error
+        data = safe_torch_load(path)
+    except Exception as error:  # safe_torch_load's message names the file and what is wrong with it
+        raise ValueError(f"cannot read KD shard: {error}") from error
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ValueError(f"KD shard {path} must hold a dict of tensors (keys {PER_SAMPLE_KEYS}, t_list)")
     return data

@@ -2,8 +2,8 @@
 
 import sys
 
+from fastgen.cli import run_cli
 from fastgen.demo.pipeline import main
-from fastgen.utils.scripts import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

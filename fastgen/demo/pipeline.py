@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     args = build_parser().parse_args(argv)
     if args.opts and args.opts[0] != "-":
@@ -128,16 +128,20 @@ def ensure_fashion_mnist(data_root: str | None) -> str:
 
 def run_training_stage(config_path: str, overrides: list[str], log_level: str) -> Any:
     """Train through the same path as `python train.py --config=... - overrides`; returns the trained model."""
+    from fastgen.cli import parse_args as parse_train_args
+    from fastgen.cli import setup
     from fastgen.trainer import Trainer
     from fastgen.utils import instantiate
-    from fastgen.utils.scripts import parse_args as parse_train_args
-    from fastgen.utils.scripts import setup
+    from fastgen.utils.run_dir import release_run_lock
 
     args = parse_train_args(["--config", config_path, "--log_level", log_level, "-", *overrides])
     config = setup(args)
     logger.info(f"python train.py --config={os.path.relpath(config_path)} - {' '.join(overrides)}")
     model = instantiate(config.model_class, config=config.model)
-    Trainer(config).run(model)
+    try:
+        Trainer(config).run(model)
+    finally:
+        release_run_lock(config.log_config.save_path)
     return model, config
 
 

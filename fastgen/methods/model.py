@@ -170,6 +170,7 @@ class FastGenModel(nn.Module):
 
     needs_teacher: bool = False
     extra_checkpointed: tuple[str, ...] = ()
+    supports_lora: bool = False  # methods checked to work on LoRA views (model.lora); others refuse it clearly
 
     def __init__(self, config: Any):
         super().__init__()
@@ -189,6 +190,7 @@ class FastGenModel(nn.Module):
         self.schedulers: dict[str, Any] = {}
         self.grad_scaler: torch.amp.GradScaler | None = None
         self.teacher: nn.Module | None = None
+        self.random_teacher = False  # a teacher built without weights (see build_teacher)
         self.build_model()
 
     # --- precision ----------------------------------------------------------------------------------------------
@@ -223,8 +225,16 @@ class FastGenModel(nn.Module):
             raise TypeError(f"network config built a {type(net).__name__}, expected a torch.nn.Module")
         return net.to(dtype=self.precision)
 
+    @property
+    def lora_config(self) -> Any:
+        """model.lora (None: full fine-tuning of the student)."""
+        return getattr(self.config, "lora", None)
+
     def build_model(self) -> None:
         """Student `net` (trainable), the frozen teacher when `needs_teacher`, student weights, then EMA copies."""
+        if self.lora_config is not None:
+            self.build_lora_model()
+            return
         self.net = self.build_net(self.config.net)
         self.net.train().requires_grad_(True)
         if getattr(self.config, "enable_preprocessors", True) and hasattr(self.net, "init_preprocessors"):
@@ -234,14 +244,46 @@ class FastGenModel(nn.Module):
         self.load_student_weights()
         self.setup_ema()
 
+    def build_lora_model(self) -> None:
+        """LoRA student (fastgen.methods.lora): one frozen base `lora_base` holding adapter "net" (the student) and
+        one adapter per EMA name; the teacher is the base with adapters off when it shares the student's
+        architecture (config.teacher None), else its own network as without LoRA."""
+        from fastgen.methods.lora import TEACHER, LoRAView, add_adapter, copy_adapter
+
+        if not self.supports_lora:
+            raise ValueError(f"model.lora is not supported by {type(self).__name__} yet (supported: SFT, KD and the "
+                             "distribution-matching methods DMD2, f-distill, SiD, LADD); remove model.lora")
+        config = self.config
+        shares_teacher = self.needs_teacher and config.teacher is None
+        if shares_teacher and config.pretrained_student_net_path:
+            raise ValueError("model.lora trains adapters on the teacher's own frozen weights; "
+                             "model.pretrained_student_net_path cannot be used with it (leave it empty)")
+        base = self.build_net(config.net)
+        if getattr(config, "enable_preprocessors", True) and hasattr(base, "init_preprocessors"):
+            base.init_preprocessors()
+        path = config.pretrained_student_net_path or config.pretrained_model_path
+        if path and config.load_student_weights:
+            load_weights_into(base, path, "lora_base")
+        elif shares_teacher and any(True for _ in base.parameters()):
+            logger.warning("model.pretrained_model_path is empty: the LoRA base (= the teacher) keeps its random "
+                           "initialisation")
+        self.lora_base = base.eval()  # registered: moved and broadcast with the model, never checkpointed
+        self.net = add_adapter(base, self.lora_config, "net").train().requires_grad_(True)
+        if self.needs_teacher:
+            self.teacher = LoRAView(base, TEACHER).eval() if shares_teacher else self.build_teacher()
+        for name in self.ema_names:
+            ema = add_adapter(base, self.lora_config, name)
+            copy_adapter(ema, self.net)
+            setattr(self, name, ema.eval().requires_grad_(False))
+
     def build_teacher(self) -> nn.Module:
         """Frozen teacher from `config.teacher` (else `config.net`), loaded from `pretrained_model_path` if set."""
         teacher_config = self.config.teacher if self.config.teacher is not None else self.config.net
         teacher = self.build_net(teacher_config)
         if self.config.pretrained_model_path:
             load_weights_into(teacher, self.config.pretrained_model_path, "teacher")
-        elif any(True for _ in teacher.parameters()):
-            logger.warning("model.pretrained_model_path is empty: the teacher keeps its random initialisation")
+        # a random teacher matters only to training: on_train_begin warns (evaluation scripts never see it)
+        self.random_teacher = not self.config.pretrained_model_path and any(True for _ in teacher.parameters())
         return teacher.eval().requires_grad_(False)
 
     def load_student_weights(self) -> None:
@@ -296,6 +338,8 @@ class FastGenModel(nn.Module):
 
         With FSDP the wrapper places sharded networks itself; only the unsharded ones (EMA, teacher) move here.
         """
+        if self.random_teacher and self.resume_iter == 0:  # no stage checkpoint loaded it either
+            logger.warning("model.pretrained_model_path is empty: the teacher keeps its random initialisation")
         modules = dict(self.fsdp_dict.items())
         if self.teacher is not None:
             modules["teacher"] = self.teacher
@@ -303,6 +347,11 @@ class FastGenModel(nn.Module):
             if is_fsdp and not name.startswith("ema") and name in self.fsdp_dict:
                 continue
             module.to(device=self.device, dtype=self.precision)
+        if self.lora_config is not None:
+            if is_fsdp:
+                raise ValueError("model.lora is not supported with trainer.fsdp=True yet (the adapters share one "
+                                 "base network); use trainer.ddp=True")
+            self.lora_base.to(device=self.device, dtype=self.precision)
         for name in ("vae", "text_encoder", "image_encoder"):
             sub = getattr(self.net, name, None)
             if isinstance(sub, nn.Module):

@@ -242,12 +242,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
+    from fastgen.utils.checkpointer import CheckpointError, safe_torch_load
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unsafe pickle (e.g. a TorchScript archive), truncated file ...
-        raise ValueError(f"cannot load {path} as a state dict with torch.load(weights_only=True): "
-                         f"{str(error).splitlines()[0]} (expected the {INCEPTION_WEIGHTS_FILENAME} layout; "
-                         "a TorchScript .pt model is not supported)") from error
+        state = safe_torch_load(path)
+    except CheckpointError as error:  # unsafe pickle (e.g. a TorchScript archive), truncated file ...
+        raise ValueError(f"cannot load Inception weights: {error} (expected the {INCEPTION_WEIGHTS_FILENAME} "
+                         "layout; a TorchScript .pt model is not supported)") from error
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -5,7 +5,8 @@ Methods only ever talk to networks through this interface, so any architecture c
               return_logvar=False, fwd_pred_type=None)
 Return conventions (see `pack_outputs`):
   * return_features_early=True -> list of feature tensors, one per entry of sorted(feature_indices); the forward
-    stops as soon as the last requested feature is computed (discriminator-only passes are cheaper);
+    stops as soon as the last requested feature is computed (discriminator-only passes are cheaper); with no
+    feature requested it is [] and nothing is computed;
   * otherwise `out` (the native prediction `net_pred_type`, converted to `fwd_pred_type` when given),
     followed by `features` (a list) when feature_indices is non-empty and `logvar` ([B, 1], the adaptive-weighting
     log-variance used by sCM) when return_logvar: out | (out, features) | (out, logvar) | (out, features, logvar).

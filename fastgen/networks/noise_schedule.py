@@ -80,17 +80,22 @@ class BaseNoiseSchedule(ABC):
     def _t(self, t) -> torch.Tensor:
         return torch.as_tensor(t, dtype=torch.float64)
 
+    def _out_dtype(self, t) -> torch.dtype:
+        """A floating t tensor keeps its dtype (float32 times give float32 coefficients); numbers get t_precision."""
+        return t.dtype if isinstance(t, torch.Tensor) and t.is_floating_point() else self.t_precision
+
+    # public coefficients: computed in float64, returned in the caller's time dtype
     def alpha(self, t) -> torch.Tensor:
-        return self._alpha(self._t(t))
+        return self._alpha(self._t(t)).to(self._out_dtype(t))
 
     def sigma(self, t) -> torch.Tensor:
-        return self._sigma(self._t(t))
+        return self._sigma(self._t(t)).to(self._out_dtype(t))
 
     def alpha_prime(self, t) -> torch.Tensor:
-        return self._alpha_prime(self._t(t))
+        return self._alpha_prime(self._t(t)).to(self._out_dtype(t))
 
     def sigma_prime(self, t) -> torch.Tensor:
-        return self._sigma_prime(self._t(t))
+        return self._sigma_prime(self._t(t)).to(self._out_dtype(t))
 
     @property
     def max_sigma(self) -> float:
@@ -288,7 +293,7 @@ class BaseNoiseSchedule(ABC):
     def latents(self, noise, t_init=None):
         """Initial sample at t_init (default max_t): noise * sigma(t_init)."""
         t_init = self.max_t if t_init is None else t_init
-        return (noise.to(torch.float64) * broadcast_t(self.sigma(t_init), noise)).to(noise.dtype)
+        return (noise.to(torch.float64) * broadcast_t(self._sigma(self._t(t_init)), noise)).to(noise.dtype)
 
     def __repr__(self):
         return f"{type(self).__name__}(min_t={self.min_t}, max_t={self.max_t})"

@@ -121,7 +121,7 @@ class ToyMLP(FastGenNetwork):
             if not 0 <= i < self.num_layers:
                 raise ValueError(f"feature_indices must lie in [0, {self.num_layers}); got {i}")
         if return_features_early and not feature_indices:
-            raise ValueError("return_features_early=True needs a non-empty feature_indices")
+            return []  # no feature requested: nothing to compute
         t = self.expand_t(t, x_t)
         t64 = t.to(torch.float64)
         alpha, sigma = self.noise_scheduler.alpha(t64)[:, None], self.noise_scheduler.sigma(t64)[:, None]
@@ -203,6 +203,8 @@ class GMMDenoiser(FastGenNetwork):
         feature_indices = sorted(set(feature_indices or ()))
         if any(i != 0 for i in feature_indices):
             raise ValueError(f"GMMDenoiser has one feature (index 0); got feature_indices={feature_indices}")
+        if return_features_early and not feature_indices:
+            return []  # no feature requested: nothing to compute
         t = self.expand_t(t, x_t)
         t64 = t.to(torch.float64)
         labels = None
@@ -213,9 +215,7 @@ class GMMDenoiser(FastGenNetwork):
         ).to(x_t.dtype)
         features = [torch.cat([x_t, x0], dim=1)] if feature_indices else []
         if return_features_early:
-            if not feature_indices:
-                raise ValueError("return_features_early=True needs feature_indices=[0]")
-            return features
+            return features  # [] when no feature is requested
         out = self.noise_scheduler.convert_model_output(x_t, x0, t, "x0", fwd_pred_type or self.net_pred_type)
         logvar = torch.zeros(x_t.shape[0], 1, dtype=x_t.dtype, device=x_t.device) if return_logvar else None
         return self.pack_outputs(out, features, logvar, feature_indices, return_logvar)

@@ -23,6 +23,7 @@ import difflib
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,19 +73,68 @@ def atomic_torch_save(obj: Any, path: str) -> None:
     _fsync_dir(directory)
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+# how torch's weights-only unpickler names an object it refuses ("Unsupported global: GLOBAL io.open ...")
+_UNSAFE_GLOBAL = re.compile(r"unsupported global:? (?:GLOBAL )?([\w.]+)", re.IGNORECASE)
+
+
+def _looks_like_torch_file(head: bytes) -> bool:
+    """torch.save output: a zip archive, or (legacy format) a pickle stream of protocol 2..5."""
+    return head.startswith(ZIP_MAGIC) or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's first line, dropping torch's advice to retry with weights_only=False (never safe to follow)."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return type(error).__name__ if "weights_only" in line else line
+
+
+def _first_pickled_global(path: str) -> str | None:
+    """The first class/function a plain pickle file refers to (read with pickletools: nothing is executed), or None
+    when it names none or is not readable as a pickle (then it is damaged rather than dangerous)."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as file:
+            for opcode, arg, _ in pickletools.genops(file):
+                if opcode.name == "GLOBAL":
+                    return str(arg).replace(" ", ".")
+                if opcode.name == "STACK_GLOBAL":
+                    return ".".join(strings[-2:]) or "an object"
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001 - damaged data: no verdict
+        return None
+    return None
+
+
 def safe_torch_load(path: str) -> Any:
-    """torch.load(weights_only=True) with clear errors: missing file, unsafe pickle, truncated/corrupt file."""
+    """torch.load(weights_only=True) with clear errors: missing file, not a checkpoint at all, unsafe pickle,
+    truncated/corrupt file. torch's own warnings (e.g. about pickle protocols of a damaged file) are not shown."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if not _looks_like_torch_file(head):
+        size = os.path.getsize(path)
+        raise CheckpointError(f"{path} is not a checkpoint: {size} bytes that are neither a torch.save archive nor "
+                              f"a safetensors file" if size else f"{path} is not a checkpoint: the file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"refusing to load {path}: it contains objects other than tensors and plain containers, and loading it "
-            f"could run arbitrary code (torch.load weights_only=True rejected it: {str(error).splitlines()[0]})"
-        ) from error
+        unsafe = _UNSAFE_GLOBAL.search(str(error))
+        name = unsafe.group(1) if unsafe else _first_pickled_global(path)
+        if name:
+            raise CheckpointError(
+                f"refusing to load {path}: it stores a Python object ({name}), and loading it could run "
+                f"arbitrary code; fastgen checkpoints hold only tensors and plain containers"
+            ) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (damaged data)") from None
     except Exception as error:  # truncated zip, bad magic number, EOF ...
-        raise CheckpointError(f"cannot read {path} (truncated or corrupt?): {type(error).__name__}: {error}") from error
+        raise CheckpointError(f"cannot read {path} (truncated or corrupt?): {_first_line(error)}") from None
 
 
 class Checkpointer:
@@ -351,19 +401,29 @@ def load_module_state(module: torch.nn.Module, state_dict: Mapping[str, Any], na
         logger.warning(message)
 
 
+def has_entry(saved: Mapping[str, Any], name: str, kind: str, strict: bool) -> bool:
+    """Whether `saved` holds `name`; a missing one is an error when strict, else a warning (and is skipped), so that
+    e.g. an SFT checkpoint (net only) initialises a DMD2 model whose fake_score/discriminator start fresh."""
+    if name in saved:
+        return True
+    message = f"checkpoint has no {kind} for '{name}' (it holds {sorted(saved)})"
+    if strict:
+        raise CheckpointError(message)
+    logger.warning(f"{message}; '{name}' keeps its current {kind}")
+    return False
+
+
 def restore_state(model: Any, state: Mapping[str, Any], callbacks: Any = None, strict: bool = True) -> int:
     """Load networks, optimizers, schedulers, grad scaler and callbacks from `state`; returns its iteration."""
     saved_models = state.get("model") or {}
     for name, module in model.model_dict.items():
-        if name not in saved_models:
-            raise CheckpointError(f"checkpoint has no weights for '{name}' (it holds {sorted(saved_models)})")
-        load_module_state(module, saved_models[name], name, strict=strict)
+        if has_entry(saved_models, name, "weights", strict):
+            load_module_state(module, saved_models[name], name, strict=strict)
     for kind, current in (("optimizer", model.optimizer_dict), ("scheduler", model.scheduler_dict)):
         saved = state.get(kind) or {}
         for name, obj in current.items():
-            if name not in saved:
-                raise CheckpointError(f"checkpoint has no {kind} state for '{name}' (it holds {sorted(saved)})")
-            obj.load_state_dict(saved[name])
+            if has_entry(saved, name, f"{kind} state", strict):
+                obj.load_state_dict(saved[name])
     scaler = getattr(model, "grad_scaler", None)
     if scaler is not None and scaler.is_enabled() and state.get("grad_scaler"):
         scaler.load_state_dict(state["grad_scaler"])

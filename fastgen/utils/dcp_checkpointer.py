@@ -39,6 +39,7 @@ from fastgen.utils.checkpointer import (
     _fsync_dir,
     atomic_torch_save,
     check_keep_last,
+    has_entry,
     prunable,
     safe_torch_load,
 )
@@ -195,18 +196,15 @@ class DCPCheckpointer:
         optim_options = StateDictOptions(full_state_dict=full, strict=False)
         saved_models, saved_optims = state.get("model") or {}, state.get("optimizer") or {}
         for name, module in root.model_dict.items():
-            if name not in saved_models:
-                raise CheckpointError(f"checkpoint has no weights for '{name}' (it holds {sorted(saved_models)})")
-            set_model_state_dict(module, saved_models[name], options=options)
+            if has_entry(saved_models, name, "weights", strict):
+                set_model_state_dict(module, saved_models[name], options=options)
         for name, optimizer in root.optimizer_dict.items():
-            if name not in saved_optims:
-                raise CheckpointError(f"checkpoint has no optimizer state for '{name}' (it holds {sorted(saved_optims)})")
-            set_optimizer_state_dict(root, optimizer, saved_optims[name], options=optim_options)
+            if has_entry(saved_optims, name, "optimizer state", strict):
+                set_optimizer_state_dict(root, optimizer, saved_optims[name], options=optim_options)
         saved_schedulers = state.get("scheduler") or {}
         for name, scheduler in root.scheduler_dict.items():
-            if name not in saved_schedulers:
-                raise CheckpointError(f"checkpoint has no scheduler state for '{name}' (it holds {sorted(saved_schedulers)})")
-            scheduler.load_state_dict(saved_schedulers[name])
+            if has_entry(saved_schedulers, name, "scheduler state", strict):
+                scheduler.load_state_dict(saved_schedulers[name])
         scaler = getattr(root, "grad_scaler", None)
         if scaler is not None and scaler.is_enabled() and state.get("grad_scaler"):
             scaler.load_state_dict(state["grad_scaler"])

@@ -3,7 +3,8 @@
 Paths come from environment variables read when asked (never cached), so a test or a launcher can change them.
 Credentials load from `./credentials/` into the environment only where the variable is not already set: an
 explicitly exported variable always wins. Secrets must never reach logs, dry-run output, config.yaml or W&B; the
-`redact` / `public_config_dict` helpers are the one place that knows which values are secret.
+`redact` helpers are the one place that knows which values are secret (configs call them; this module takes no
+config types, so `fastgen.utils` stays the ground floor).
 """
 
 from __future__ import annotations
@@ -161,9 +162,3 @@ def redact(obj: Any, secrets: list[str] | None = None) -> Any:
         return redact_text(obj, secrets)
     return obj
 
-
-def public_config_dict(config: Any) -> dict:
-    """The config as a plain dict safe to log, print, save or send to W&B (secrets redacted)."""
-    from fastgen.configs.config_utils import serialize_config
-
-    return redact(serialize_config(config, return_type="dict"))

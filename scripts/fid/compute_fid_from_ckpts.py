@@ -34,7 +34,7 @@ USAGE = ("python scripts/fid/compute_fid_from_ckpts.py --config=PATH [--feature_
 
 
 def build_parser():
-    from fastgen.utils.scripts import build_parser as base_parser
+    from fastgen.cli import build_parser as base_parser
 
     parser = base_parser(description="FID of a run's checkpoints")
     parser.usage = USAGE
@@ -153,12 +153,12 @@ def load_inference_weights(model, state: dict, path: str, network: str | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fastgen.cli import UsageError, check_image_config, parse_args, setup
     from fastgen.metrics import compute_fid, load_feature_extractor, load_stats
     from fastgen.metrics.fid import check_compatible
     from fastgen.utils import instantiate
     from fastgen.utils.checkpointer import Checkpointer, CheckpointError
     from fastgen.utils.logging import current_rank
-    from fastgen.utils.scripts import UsageError, parse_args, setup
 
     args = parse_args(argv, build_parser())
     if args.feature_net == "inception" and not args.ref:
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be positive; got {args.batch_size}")
     config = setup(args, evaluation=True)
+    check_image_config(config, "compute_fid_from_ckpts.py")
     run_dir = config.log_config.save_path
     output = args.output or os.path.join(run_dir, f"fid_{args.network}.json" if args.network else "fid.json")
     steps = int(config.model.student_sample_steps)
@@ -225,6 +226,6 @@ def main_with_cleanup(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from fastgen.utils.scripts import run_cli
+    from fastgen.cli import run_cli
 
     sys.exit(run_cli(main_with_cleanup))

@@ -1,4 +1,5 @@
-"""Sample images from a trained (or distilled) image model: individual PNGs plus a grid with one row per class.
+"""Sample images from a trained (or distilled) image model: individual PNGs plus a grid with one row per class
+(class-conditional networks) or per prompt (text-to-image networks: --prompt / --prompts, one column per seed).
 
     python scripts/inference/image_model_inference.py \
         --config=fastgen/configs/experiments/FashionMNIST/config_dmd2.py \
@@ -11,6 +12,13 @@ plain state dict (.safetensors / .pth, e.g. the shipped demo teacher). The sampl
 sample like a teacher (Heun, `model.student_sample_steps` network evaluations), distilled students with the few-step
 student sampler (`model.student_sample_steps` steps); `--sampler_type` and `--num_steps` override it.
 Outputs: `<out_dir>/images/<class id>_<class name>_<k>.png` and `<out_dir>/grid.png`.
+
+Text-to-image (diffusers-backed networks, e.g. a distilled SD1.5; LoRA students load their adapters onto the base):
+
+    python scripts/inference/image_model_inference.py --config=CFG --ckpt_path=CKPT \
+        --prompts=scripts/inference/prompts/t2i.txt --seeds=0-3 [--guidance_scale=G] [--num_steps=N]
+
+writes `<out_dir>/images/<prompt index>_<prompt words>_s<seed>.png` and the grid, and reports images per second.
 """
 
 from __future__ import annotations
@@ -22,12 +30,12 @@ import sys
 import time
 
 SCRIPT_USAGE = ("python scripts/inference/image_model_inference.py --config=PATH --ckpt_path=PATH "
-                "[--classes=LIST | --prompt_file=PATH] [options] - key=value ...")
+                "[--classes=LIST | --prompt_file=PATH | --prompt=TEXT | --prompts=FILE] [options] - key=value ...")
 SAMPLER_TYPES = ("auto", "student", "heun", "euler")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fastgen.utils.scripts import _Parser
+    from fastgen.cli import _Parser
 
     parser = _Parser(
         description="Sample a class-conditional (or unconditional) image model: writes one PNG per sample and a grid "
@@ -48,15 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt_file", default=None,
                         help="text file with one class per line ('<id> <name>', '<id>' or '<name>'; '#' comments), "
                              "e.g. scripts/inference/prompts/classes.txt")
+    parser.add_argument("--prompt", default=None, help="text-to-image: one prompt")
+    parser.add_argument("--prompts", default=None, help="text-to-image: a text file with one prompt per line")
+    parser.add_argument("--seeds", default=None,
+                        help="text-to-image: noise seeds, e.g. '0,5,7' or '0-3' (one image per prompt and seed); "
+                             "default seed, seed+1, ... (--num_samples_per_class of them)")
     parser.add_argument("--num_samples_per_class", type=int, default=4,
-                        help="images per class (unconditional networks: images in total); default 4")
+                        help="images per class (unconditional networks: images in total; text-to-image: per "
+                             "prompt when --seeds is not given); default 4")
     parser.add_argument("--num_steps", type=int, default=None,
                         help="network evaluations (heun/euler) or student steps (student); default "
                              "model.student_sample_steps of the config")
     parser.add_argument("--sampler_type", default="auto", choices=SAMPLER_TYPES,
                         help="auto: heun for SFT configs, the few-step student sampler otherwise")
     parser.add_argument("--guidance_scale", type=float, default=None,
-                        help="classifier-free guidance for heun/euler (default: model.guidance_scale of the config)")
+                        help="classifier-free guidance for heun/euler and text-to-image (default: model.guidance_scale "
+                             "of the config for teacher-style sampling, none for a distilled student)")
     parser.add_argument("--seed", type=int, default=0, help="sample k of class c uses noise seeded by (seed, c, k)")
     parser.add_argument("--batch_size", type=int, default=64, help="images per network call (default 64)")
     parser.add_argument("--out_dir", default=None,
@@ -83,7 +98,7 @@ def known_class_names(label_dim: int) -> list[str]:
 
 def parse_class_entry(entry: str, names: list[str]) -> int:
     """'7', '7 Sneaker' or 'sneaker' -> 7, checked against the label set."""
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     entry = entry.strip()
     head = entry.split(maxsplit=1)[0] if entry else ""
@@ -100,7 +115,7 @@ def parse_class_entry(entry: str, names: list[str]) -> int:
 
 def resolve_classes(args: argparse.Namespace, label_dim: int) -> list[int]:
     """Class ids from --classes / --prompt_file (at most one), default all; [] for an unconditional network."""
-    from fastgen.utils.scripts import UsageError
+    from fastgen.cli import UsageError
 
     if args.classes is not None and args.prompt_file is not None:
         raise UsageError("give either --classes or --prompt_file, not both")
@@ -127,36 +142,15 @@ def resolve_classes(args: argparse.Namespace, label_dim: int) -> list[int]:
 
 
 def load_network(config, ckpt_path: str, net_key: str):
-    """The config's model.net with weights from a fastgen checkpoint (network `net_key`) or a state-dict file."""
-    import torch
+    """The config's model.net with weights from a fastgen checkpoint (network `net_key`) or a state-dict file;
+    LoRA-aware (fastgen.export.student). Without a path, a diffusers network with load_pretrained keeps its hub
+    weights."""
+    from fastgen.export.student import build_student, checkpoint_network_state
 
-    from fastgen.methods.model import load_weights_file
-    from fastgen.utils import instantiate
-    from fastgen.utils.checkpointer import safe_torch_load
-
-    net = instantiate(config.model.net)
-    if not ckpt_path:
-        raise ValueError("no weights: pass --ckpt_path (or set model.pretrained_model_path in the config)")
-    if not os.path.isfile(ckpt_path):
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path} does not exist")
-    state = None
-    if not ckpt_path.endswith(".safetensors"):
-        raw = safe_torch_load(ckpt_path)
-        if isinstance(raw, dict) and isinstance(raw.get("model"), dict) and "iteration" in raw:
-            networks = raw["model"]
-            key = net_key
-            if key == "auto":
-                key = next((k for k in networks if k.startswith("ema")), "net")
-            if key not in networks:
-                raise ValueError(f"--net_key {key!r} is not in {ckpt_path}; it holds {sorted(networks)}")
-            state, source = networks[key], f"'{key}' of checkpoint iteration {raw['iteration']}"
-    if state is None:
-        state, source = load_weights_file(ckpt_path), "state dict"
-    result = net.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{ckpt_path} does not match model.net of the config: missing keys "
-                         f"{result.missing_keys[:6]}, unexpected keys {result.unexpected_keys[:6]}")
-    return net.eval().requires_grad_(False).to(torch.float32), source
+    if not ckpt_path and getattr(config.model.net, "load_pretrained", False):
+        return build_student(config, None), f"pretrained weights of {config.model.net.get('model_id')}"
+    state, source = checkpoint_network_state(ckpt_path, net_key)
+    return build_student(config, state, ckpt_path), source
 
 
 def make_sampler(config, net, sampler_type: str, num_steps: int | None, guidance_scale: float | None):
@@ -190,40 +184,132 @@ def make_sampler(config, net, sampler_type: str, num_steps: int | None, guidance
     return sample, f"{sampler_type}, {steps} network evaluations" + (f", CFG {scale}" if scale is not None else "")
 
 
-def main(argv: list[str] | None = None) -> int:
+def read_prompts(args: argparse.Namespace) -> list[str] | None:
+    """Prompts from --prompt / --prompts (one per line, blank lines skipped); None when neither is given."""
+    from fastgen.cli import UsageError
+
+    if args.prompt is not None and args.prompts is not None:
+        raise UsageError("give either --prompt or --prompts, not both")
+    if args.prompt is not None:
+        if not args.prompt.strip():
+            raise UsageError("--prompt is empty")
+        return [args.prompt]
+    if args.prompts is None:
+        return None
+    if not os.path.isfile(args.prompts):
+        raise UsageError(f"--prompts {args.prompts} does not exist (a text file with one prompt per line)")
+    with open(args.prompts) as file:
+        prompts = [line.strip() for line in file if line.strip()]
+    if not prompts:
+        raise UsageError(f"--prompts {args.prompts} holds no prompt (a text file with one prompt per line)")
+    return prompts
+
+
+def parse_seeds(text: str | None, seed: int, count: int) -> list[int]:
+    """'0,5,7' / '0-3' (inclusive) / mixes; None -> seed, seed+1, ..., seed+count-1."""
+    from fastgen.cli import UsageError
+
+    if text is None:
+        return [seed + k for k in range(count)]
+    seeds = []
+    for part in (p.strip() for p in text.split(",")):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match or (match.group(2) is not None and int(match.group(2)) < int(match.group(1))):
+            raise UsageError(f"--seeds {text!r}: expected non-negative integers or ranges like 0-3, comma-separated")
+        seeds += list(range(int(match.group(1)), int(match.group(2) or match.group(1)) + 1))
+    return seeds
+
+
+def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, guidance_scale: float | None):
+    """(noise, prompt embeddings) -> latents for a text-to-image network, and a description of the sampler."""
+    import torch
+
+    from fastgen.cli import UsageError
+    from fastgen.networks.samplers import guided_x0_fn, student_sample
+
+    target = str(config.model_class.get("_target_", ""))
+    if sampler_type == "auto":
+        sampler_type = "teacher" if target.endswith("SFTModel") else "student"
+    if sampler_type in ("heun", "euler"):
+        raise UsageError(f"{type(net).__name__} samples teacher-style with the scheduler it ships with: use "
+                         "--sampler_type auto (SFT configs) or student")
+    steps = int(num_steps if num_steps is not None else config.model.student_sample_steps)
+    if steps < 1:
+        raise ValueError(f"--num_steps must be >= 1; got {steps}")
+    if sampler_type == "teacher":
+        scale = guidance_scale if guidance_scale is not None else config.model.guidance_scale
+
+        @torch.no_grad()
+        def sample(noise, condition, generator=None):
+            return net.sample(noise, condition=condition, guidance_scale=scale, num_steps=steps)
+
+        return sample, f"the model's scheduler, {steps} steps" + (f", CFG {scale}" if scale is not None else "")
+    t_list = config.model.sample_t_cfg.t_list
+    if t_list is None or len(t_list) != steps + 1:
+        t_list = net.noise_scheduler.get_t_list(steps)
+    t_list = torch.as_tensor(list(t_list), dtype=torch.float64)
+
+    @torch.no_grad()
+    def sample(noise, condition, generator=None):
+        neg = None
+        if guidance_scale is not None:
+            neg = net.encode_text([""] * noise.shape[0], device=noise.device)
+        x0_fn = guided_x0_fn(net, condition, neg, guidance_scale)
+        return student_sample(x0_fn, noise, t_list.to(noise.device), net.noise_scheduler,
+                              sample_type=config.model.student_sample_type, generator=generator)
+
+    cfg = f", CFG {guidance_scale}" if guidance_scale is not None else ""
+    return sample, f"student sampler, {steps} step(s) ({config.model.student_sample_type}){cfg}"
+
+
+def slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:limit] or "prompt"
+
+
+def text_to_image(args: argparse.Namespace, config, net, prompts: list[str], device, out_dir: str) -> list:
+    """Sample one image per (prompt, seed), prompt-major; returns the jobs and the images in [-1, 1]."""
     import torch
     from loguru import logger
 
-    from fastgen.methods.model import resolve_device
-    from fastgen.utils.image_grid import save_image_grid
-    from fastgen.utils.logging import setup_logging
-    from fastgen.utils.scripts import UsageError, check_opts, resolve_config
+    seeds = parse_seeds(args.seeds, args.seed, args.num_samples_per_class)
+    sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
+    shape = tuple(int(s) for s in config.model.input_shape)
+    logger.info(f"{len(prompts)} prompt(s) x {len(seeds)} seed(s) -> {out_dir}; {description}")
+    jobs = [(p, s) for p in range(len(prompts)) for s in seeds]
+    images = []
+    for start in range(0, len(jobs), args.batch_size):
+        chunk = jobs[start:start + args.batch_size]
+        noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for _, s in chunk])
+        condition = net.encode_text([prompts[p] for p, _ in chunk], device=device)
+        generator = torch.Generator(device=device).manual_seed(args.seed + start)
+        latents = sample_fn(noise.to(device), condition, generator=generator)
+        images.append(net.decode_latents(latents).clamp(-1, 1).float().cpu())
+        logger.info(f"sampled {min(start + args.batch_size, len(jobs))}/{len(jobs)} images")
+    names = [f"{p:03d}_{slug(prompts[p])}_s{s}" for p, s in jobs]
+    return names, torch.cat(images), len(seeds)
 
-    args = build_parser().parse_args(argv)
-    args.opts = check_opts(args.opts)
-    setup_logging(args.log_level)
-    if args.num_samples_per_class < 1 or args.batch_size < 1:
-        raise UsageError("--num_samples_per_class and --batch_size must be >= 1")
-    config = resolve_config(args)
-    device = resolve_device(args.device)
-    ckpt_path = args.ckpt_path or config.model.pretrained_model_path
-    net, source = load_network(config, ckpt_path, args.net_key)
-    net = net.to(device)
-    if args.compile:  # the 1-step / few-step path compiled (Module.compile: weights and names unchanged)
-        net.compile(mode=args.compile)
+
+def class_conditional(args: argparse.Namespace, config, net, device, out_dir: str):
+    """Sample --num_samples_per_class images per class (class-major: one grid row per class); returns names, images
+    in [-1, 1] and the grid's row length."""
+    import torch
+    from loguru import logger
+
+    from fastgen.cli import UsageError
+
     label_dim = int(getattr(net, "label_dim", 0) or 0)
+    if args.seeds is not None:
+        raise UsageError("--seeds applies to text-to-image networks; class-conditional samples use --seed")
+    if label_dim == 0 and args.guidance_scale is not None:
+        raise UsageError(f"--guidance_scale needs a conditional network; {type(net).__name__} is unconditional "
+                         "(label_dim=0)")
     classes = resolve_classes(args, label_dim)
-    names = known_class_names(label_dim) if label_dim else []
+    class_names = known_class_names(label_dim) if label_dim else []
     sample_fn, description = make_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
     shape = tuple(int(s) for s in config.model.input_shape)
-    out_dir = args.out_dir or os.path.join(config.log_config.save_path, "inference")
-    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
-    logger.info(f"{ckpt_path} ({source}) -> {out_dir}; {description}")
-
-    # (class, k) jobs, class-major so the grid has one row per requested class
+    logger.info(description)
     jobs = [(c, k) for c in (classes or [None]) for k in range(args.num_samples_per_class)]
     images = []
-    tic = time.perf_counter()
     for start in range(0, len(jobs), args.batch_size):
         chunk = jobs[start:start + args.batch_size]
         noise = torch.stack([
@@ -237,26 +323,70 @@ def main(argv: list[str] | None = None) -> int:
         generator = torch.Generator(device=device).manual_seed(args.seed + start)
         images.append(sample_fn(noise, condition, generator=generator).clamp(-1, 1).cpu())
         logger.info(f"sampled {min(start + args.batch_size, len(jobs))}/{len(jobs)} images")
-    images = torch.cat(images)
+    names = [("uncond" if c is None else f"{c}_{re.sub(r'[^A-Za-z0-9]+', '-', class_names[c]).strip('-')}")
+             + f"_{k:03d}" for c, k in jobs]
+    return names, torch.cat(images), args.num_samples_per_class
+
+
+def main(argv: list[str] | None = None) -> int:
+    from loguru import logger
+
+    from fastgen.cli import UsageError, check_image_config, check_opts, resolve_config
+    from fastgen.methods.model import resolve_device
+    from fastgen.utils.image_grid import save_image_grid
+    from fastgen.utils.logging import setup_logging
+
+    args = build_parser().parse_args(argv)
+    args.opts = check_opts(args.opts)
+    setup_logging(args.log_level)
+    if args.num_samples_per_class < 1 or args.batch_size < 1:
+        raise UsageError("--num_samples_per_class and --batch_size must be >= 1")
+    config = resolve_config(args)
+    check_image_config(config, "image_model_inference.py")
+    device = resolve_device(args.device)
+    prompts = read_prompts(args)
+    ckpt_path = args.ckpt_path or config.model.pretrained_model_path
+    net, source = load_network(config, ckpt_path, args.net_key)
+    from fastgen.methods.lora import LoRAView
+
+    base = net.base if isinstance(net, LoRAView) else net  # a LoRA student's adapters live inside its base network
+    base.to(device)
+    if getattr(base, "encoders", None) is not None:
+        base.encoders.to(device)
+    if args.compile:  # the 1-step / few-step path compiled (Module.compile: weights and names unchanged)
+        base.compile(mode=args.compile)
+    text_net = callable(getattr(net, "encode_text", None))
+    out_dir = args.out_dir or os.path.join(config.log_config.save_path, "inference")
+    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
+    logger.info(f"{ckpt_path or 'model_id'} ({source}) -> {out_dir}")
+    tic = time.perf_counter()
+    if text_net or prompts is not None:
+        if not text_net:
+            raise UsageError(f"--prompt / --prompts need a text-to-image network; {type(net).__name__} is not one "
+                             "(class-conditional networks take --classes / --prompt_file)")
+        if prompts is None:
+            raise UsageError(f"{type(net).__name__} is a text-to-image network: pass --prompt TEXT or --prompts FILE")
+        names, images, per_row = text_to_image(args, config, net, prompts, device, out_dir)
+    else:
+        names, images, per_row = class_conditional(args, config, net, device, out_dir)
     seconds = time.perf_counter() - tic
     if not args.no_individual:
         from PIL import Image
 
         from fastgen.utils.image_grid import make_image_grid
 
-        for (c, k), image in zip(jobs, images):
-            tag = "uncond" if c is None else f"{c}_{re.sub(r'[^A-Za-z0-9]+', '-', names[c]).strip('-')}"
+        for name, image in zip(names, images):
             pixels = make_image_grid(image[None], nrow=1)
             Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(
-                os.path.join(out_dir, "images", f"{tag}_{k:03d}.png"))
-    grid = save_image_grid(images, os.path.join(out_dir, "grid.png"), nrow=args.num_samples_per_class, padding=2)
-    logger.info(f"wrote {len(jobs)} images in {seconds:.1f} s ({len(jobs) / seconds:.1f} images/s) and "
-                f"{grid}")
+                os.path.join(out_dir, "images", f"{name}.png"))
+    grid = save_image_grid(images, os.path.join(out_dir, "grid.png"), nrow=per_row, padding=2)
+    logger.info(f"wrote {len(names)} images in {seconds:.1f} s ({len(names) / max(seconds, 1e-9):.2f} images/s) "
+                f"and {grid}")
     return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from fastgen.utils.scripts import run_cli
+    from fastgen.cli import run_cli
 
     sys.exit(run_cli(main))

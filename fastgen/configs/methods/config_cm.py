@@ -1,6 +1,6 @@
 """Consistency models (ECT-style continuous-time CT / CD) with a CT ratio schedule callback."""
 
-from typing import Union
+from typing import Any
 
 import attrs
 from omegaconf import DictConfig
@@ -39,7 +39,7 @@ class LossConfig(ConfigNode):
 class ModelConfig(BaseModelConfig):
     net_optimizer: DictConfig = fresh(RAdamOptimizerConfig)
     sample_t_cfg: CMSampleTConfig = attrs.Factory(CMSampleTConfig)
-    use_ema: Union[bool, list[str]] = True
+    use_ema: Any = True  # bool or list of names starting with "ema" (Any: OmegaConf has no Union of containers)
     loss_config: LossConfig = attrs.Factory(LossConfig)
 
 

@@ -23,7 +23,7 @@ from fastgen.utils import LazyCall as L
 class ModelConfig(BaseModelConfig):
     fake_score_optimizer: DictConfig = fresh(BaseOptimizerConfig)
     fake_score_scheduler: DictConfig = fresh(BaseSchedulerConfig)
-    discriminator: Optional[DictConfig] = fresh(Discriminator_EDM_CIFAR10_Config)
+    discriminator: Optional[dict] = fresh(Discriminator_EDM_CIFAR10_Config)
     discriminator_optimizer: DictConfig = fresh(BaseOptimizerConfig)
     discriminator_scheduler: DictConfig = fresh(BaseSchedulerConfig)
     student_update_freq: int = 5  # generator step when iteration % freq == 0, else fake-score/discriminator step
@@ -33,7 +33,7 @@ class ModelConfig(BaseModelConfig):
     # per-noise-level weight of the fake score's DSM loss: "none" (the reference) or "edm" (common_loss.dsm_weight)
     fake_score_dsm_weighting: str = "none"
     fake_score_dsm_sigma_data: float = 0.5
-    fake_score_net: Optional[DictConfig] = None  # fake-score architecture; None: teacher config (else net)
+    fake_score_net: Optional[dict] = None  # fake-score architecture; None: teacher config (else net)
     gan_feature_source: str = "teacher"  # "teacher" | "fake_score": whose features the discriminator heads read
     gan_r1_reg_weight: float = 0.0
     gan_r1_reg_alpha: float = 0.1

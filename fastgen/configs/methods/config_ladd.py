@@ -14,7 +14,7 @@ from fastgen.utils import LazyCall as L
 
 @attrs.define(slots=False)
 class ModelConfig(BaseModelConfig):
-    discriminator: Optional[DictConfig] = fresh(Discriminator_EDM_CIFAR10_Config)
+    discriminator: Optional[dict] = fresh(Discriminator_EDM_CIFAR10_Config)
     discriminator_optimizer: DictConfig = fresh(BaseOptimizerConfig)
     discriminator_scheduler: DictConfig = fresh(BaseSchedulerConfig)
     student_update_freq: int = 5

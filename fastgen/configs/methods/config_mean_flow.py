@@ -1,6 +1,6 @@
 """MeanFlow: learn the average velocity u(x_t, t, r) via the MeanFlow identity (JVP along (v, 1, 0))."""
 
-from typing import Optional, Union
+from typing import Any, Optional
 
 import attrs
 from omegaconf import DictConfig
@@ -50,7 +50,7 @@ class ModelConfig(BaseModelConfig):
     sample_t_cfg: MFSampleTConfig = attrs.Factory(MFSampleTConfig)
     sample_r_cfg: SampleRConfig = attrs.Factory(SampleRConfig)
     loss_config: LossConfig = attrs.Factory(LossConfig)
-    use_ema: Union[bool, list[str]] = True
+    use_ema: Any = True  # bool or list of names starting with "ema" (Any: OmegaConf has no Union of containers)
     guidance_mixture_ratio: Optional[float] = None
     cond_dropout_prob: Optional[float] = None
     cond_keys_no_dropout: list[str] = attrs.Factory(list)

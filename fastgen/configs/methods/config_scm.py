@@ -1,6 +1,6 @@
 """sCM: continuous-time consistency models in TrigFlow (sCT / sCD) with tangent normalisation and adaptive weights."""
 
-from typing import Optional, Union
+from typing import Any, Optional
 
 import attrs
 from omegaconf import DictConfig
@@ -45,7 +45,7 @@ class ModelConfig(BaseModelConfig):
     net_optimizer: DictConfig = fresh(RAdamOptimizerConfig)
     sample_t_cfg: SCMSampleTConfig = attrs.Factory(SCMSampleTConfig)
     loss_config: LossConfig = attrs.Factory(LossConfig)
-    use_ema: Union[bool, list[str]] = True
+    use_ema: Any = True  # bool or list of names starting with "ema" (Any: OmegaConf has no Union of containers)
     precision_amp_jvp: Optional[str] = None
 
 

@@ -29,17 +29,19 @@ BOUNDARY_OFFSET = 1e-8
 
 
 def route_by_time(student_fn, teacher_fn, x: torch.Tensor, t: torch.Tensor, transition_t: float) -> torch.Tensor:
-    """Per sample: student_fn for t >= transition_t, teacher_fn below (each called only on its own samples)."""
+    """Per sample: student_fn for t >= transition_t, teacher_fn below.
+
+    The student always runs on the whole batch, first: its dropout masks then depend only on the RNG state and the
+    batch shape, so the no-grad target pass at r (replaying the RNG of the pass at t, see CMModel) draws the same
+    mask for every sample as the trained pass did, whichever samples the teacher takes over. (Running the student on
+    `x[mask]` alone would shift the masks between the two passes.) The teacher runs afterwards on its own samples.
+    """
     use_student = t >= transition_t
+    out = student_fn(x, t)
     if bool(use_student.all()):
-        return student_fn(x, t)
-    if not bool(use_student.any()):
-        return teacher_fn(x, t)
-    out_s = student_fn(x[use_student], t[use_student])
-    out_t = teacher_fn(x[~use_student], t[~use_student])
-    out = torch.empty((x.shape[0], *out_s.shape[1:]), dtype=out_s.dtype, device=out_s.device)
-    out = out.index_put((use_student.nonzero(as_tuple=True)[0],), out_s)
-    return out.index_put(((~use_student).nonzero(as_tuple=True)[0],), out_t.to(out_s.dtype))
+        return out
+    rows = (~use_student).nonzero(as_tuple=True)[0]
+    return out.index_put((rows,), teacher_fn(x[~use_student], t[~use_student]).to(out.dtype))
 
 
 def _select(condition: Any, mask: torch.Tensor) -> Any:
@@ -98,7 +100,7 @@ class TCMModel(CMModel):
         mask = t >= transition_t
 
         def student(x_s, t_s):
-            return self.gen_data_from_net(self.net, x_s, t_s, condition=_select(condition, mask))
+            return self.gen_data_from_net(self.net, x_s, t_s, condition=condition)
 
         def teacher(x_s, t_s):
             with torch.no_grad():

@@ -53,6 +53,7 @@ class AdversarialDistillationModel(FastGenModel):
     """
 
     needs_teacher = True
+    supports_lora = True  # teacher = the shared base with adapters off; DMD2's fake score = a second adapter
     extra_checkpointed: tuple[str, ...] = ("discriminator",)
 
     # --- networks ------------------------------------------------------------------------------------------------

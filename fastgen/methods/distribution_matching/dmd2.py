@@ -65,12 +65,19 @@ class DMD2Model(AdversarialDistillationModel):
 
     def build_fake_score(self) -> nn.Module:
         """F from `fake_score_net` (else the teacher's config, else net), initialised from the teacher's weights when
-        the architectures match (the paper's init: F starts as the real score)."""
+        the architectures match (the paper's init: F starts as the real score). With model.lora (and
+        lora.fake_score_adapter) F is an adapter "fake_score" on the student's shared frozen base instead."""
+        from fastgen.methods.lora import LoRAView, add_adapter
+
         cfg = self.config
         arch = getattr(cfg, "fake_score_net", None)
+        shared_teacher = isinstance(self.teacher, LoRAView)
+        if shared_teacher and arch is None and cfg.lora.fake_score_adapter:
+            # LoRA student: F is a second adapter on the frozen base, starting at B = 0, i.e. exactly the teacher
+            return add_adapter(self.lora_base, cfg.lora, "fake_score").train().requires_grad_(True)
         arch = arch if arch is not None else (cfg.teacher if cfg.teacher is not None else cfg.net)
         fake_score = self.build_net(arch)
-        teacher_state = self.teacher.state_dict()
+        teacher_state = self.teacher.base_state_dict() if shared_teacher else self.teacher.state_dict()
         fake_keys = set(fake_score.state_dict())
         if teacher_state and fake_keys <= set(teacher_state):
             fake_score.load_state_dict(teacher_state, strict=False)

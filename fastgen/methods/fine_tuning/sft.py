@@ -56,6 +56,8 @@ def drop_condition(condition: Any, neg_condition: Any, prob: float | None, keys_
 class SFTModel(FastGenModel):
     """Denoising score matching on real data; inference = the multi-step sampler with CFG."""
 
+    supports_lora = True
+
     def build_model(self) -> None:
         if self._dsm_weighting not in DSM_WEIGHTINGS:  # fail before building any network
             raise ValueError(f"model.dsm_weighting must be one of {DSM_WEIGHTINGS}; got {self._dsm_weighting!r}")

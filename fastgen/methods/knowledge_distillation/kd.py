@@ -39,6 +39,8 @@ def path_inputs(path: torch.Tensor, t_list: torch.Tensor, step_ids: torch.Tensor
 class KDModel(FastGenModel):
     """Student regression onto recorded teacher (noise -> sample) pairs or trajectories."""
 
+    supports_lora = True
+
     def single_train_step(self, data: Mapping[str, Any], iteration: int) -> tuple[dict, dict]:
         real, condition, _ = self._prepare_training_data(data)
         schedule = self.net.noise_scheduler

@@ -347,7 +347,7 @@ class DiT(FastGenNetwork):
         [B, hidden_size, input_size / patch_size, input_size / patch_size], in increasing block order."""
         indices = self._check_feature_indices(feature_indices)
         if return_features_early and not indices:
-            raise ValueError("return_features_early=True needs a non-empty feature_indices")
+            return []  # no feature requested: nothing to compute
         if return_logvar and self.logvar_linear is None:
             raise ValueError("return_logvar=True needs a logvar head: build DiT with enable_logvar_linear=True")
         batch = x_t.shape[0]

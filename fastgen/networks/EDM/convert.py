@@ -150,11 +150,21 @@ def main(argv=None, convert_fn=convert_edm_pickle, description=__doc__) -> int:
     parser.add_argument("output", help="output state dict (.pth / .pt / .safetensors)")
     parser.add_argument("--key", default="ema", help="entry of the pickled dict holding the network (default: ema)")
     args = parser.parse_args(argv)
-    kwargs, state = convert_fn(args.source, key=args.key)
+    if not os.path.isfile(args.source):
+        raise ValueError(f"source pickle not found: {args.source}")
+    try:
+        kwargs, state = convert_fn(args.source, key=args.key)
+    except (ValueError, KeyError) as error:  # already names the problem
+        raise ValueError(f"cannot convert {args.source}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - e.g. pickle errors of a damaged or foreign file: one line
+        raise ValueError(f"cannot convert {args.source}: not a readable official network pickle "
+                         f"({type(error).__name__}: {error})") from error
     out = save_state_dict(state, args.output, kwargs)
     print(f"wrote {len(state)} tensors to {out}; constructor kwargs: {json.dumps(kwargs)}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from fastgen.cli import run_cli  # one 'error: ...' line instead of a traceback
+
+    raise SystemExit(run_cli(main))

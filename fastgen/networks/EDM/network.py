@@ -170,6 +170,8 @@ class EDMPrecond(FastGenNetwork):
     ):
         P.check_extra_kwargs(kwargs, type(self).__name__)
         levels = P.check_feature_indices(feature_indices, self.unet.num_levels, return_features_early)
+        if return_features_early and not levels:
+            return []  # no feature requested: nothing to compute
         if return_logvar and self.logvar_linear is None:
             raise ValueError("return_logvar=True needs a network built with enable_logvar=True")
         if r is not None and not self.r_timestep:

@@ -110,8 +110,6 @@ def check_feature_indices(feature_indices, num_levels: int, return_features_earl
     bad = [i for i in levels if not 0 <= i < num_levels]
     if bad:
         raise ValueError(f"feature_indices {bad} out of range; this network has features 0..{num_levels - 1}")
-    if return_features_early and not levels:
-        raise ValueError("return_features_early=True needs a non-empty feature_indices")
     return levels
 
 

@@ -78,4 +78,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from fastgen.cli import run_cli  # one 'error: ...' line instead of a traceback
+
+    raise SystemExit(run_cli(main))

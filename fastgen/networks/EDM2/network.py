@@ -240,6 +240,8 @@ class EDM2Precond(FastGenNetwork):
         if r is not None:
             raise ValueError("EDM2Precond takes no second time r (MeanFlow needs a network with r_timestep)")
         levels = P.check_feature_indices(feature_indices, self.unet.num_levels, return_features_early)
+        if return_features_early and not levels:
+            return []  # no feature requested: nothing to compute
         batch, device = x_t.shape[0], x_t.device
         t_vec = P.flatten_time(t, x_t)
         labels, _ = P.split_condition(condition)  # EDM2 has no augmentation conditioning

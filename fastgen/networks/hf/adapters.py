@@ -27,10 +27,15 @@ class FamilyAdapter:
     condition_keys: tuple[str, ...] = ("prompt_embeds",)  # required keys of the condition mapping
     default_scheduler_config: dict = {}
     logvar_features = 128
+    latent_ndim = 4  # [B, C, H, W]; the video families: 5 ([B, C, T, H, W])
 
     def native_pred_type(self, scheduler_config: dict) -> str:
         """What the denoiser predicts: the family's type (overridden where the scheduler config says)."""
         return self.pred_type
+
+    def schedule_kwargs(self, scheduler_config: dict) -> dict:
+        """Kwargs of our schedule that the shipped scheduler config fixes (CogVideoX: snr_shift_scale)."""
+        return {}
 
     # -- shapes --
     def spatial_factor(self, net) -> int:
@@ -112,6 +117,11 @@ class FamilyAdapter:
     def encode_prompt(self, net, pipe, prompts, device) -> dict:
         raise NotImplementedError
 
+    def complete_batch(self, net, data: dict) -> dict:
+        """Last step of preprocess_batch: family-specific condition parts built from the batch (Wan I2V: the first
+        frame's image condition). Default: none."""
+        return data
+
     def negative_condition(self, net, batch: int, device) -> dict:
         """CFG's negative when none is given: the empty prompt."""
         return net.encode_text([""] * batch, device=device)
@@ -123,6 +133,13 @@ class FamilyAdapter:
 
     def vae_decode(self, vae, z):
         return vae.decode(z / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)).sample
+
+
+def latent_mean_std(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel latent normalisation of the Wan-style video VAEs (Qwen-Image, Wan), shaped [1, C, 1, 1, 1]."""
+    shape = (1, -1, 1, 1, 1)
+    return (torch.tensor(vae.config.latents_mean, dtype=like.dtype, device=like.device).view(shape),
+            torch.tensor(vae.config.latents_std, dtype=like.dtype, device=like.device).view(shape))
 
 
 def _unet_blocks(unet) -> list[nn.Module]:
@@ -388,9 +405,7 @@ class QwenImageAdapter(_PackedFlowAdapter):
         return 8 if cfg is None else 2 ** len(cfg.get("temperal_downsample", [False, True, True]))
 
     def _norm(self, vae, z):
-        shape = (1, -1, 1, 1, 1)
-        return (torch.tensor(vae.config.latents_mean, dtype=z.dtype, device=z.device).view(shape),
-                torch.tensor(vae.config.latents_std, dtype=z.dtype, device=z.device).view(shape))
+        return latent_mean_std(vae, z)
 
     def vae_encode(self, vae, x, sample, generator):
         dist = vae.encode(x.unsqueeze(2)).latent_dist

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastgen.networks.hf import adapters
+import torch
+
+from fastgen.networks.hf import adapters, video_adapters
 from fastgen.networks.hf.network import HFNetwork
 
 
@@ -30,7 +32,33 @@ class QwenImage(HFNetwork):
     adapter = adapters.QwenImageAdapter()
 
 
-FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage)}
+class Wan(HFNetwork):
+    """Wan 2.1 T2V (WanTransformer3DModel + UMT5 + AutoencoderKLWan); video latents [B, C, T, H, W], flow on rf.
+    Wan 2.2 TI2V-5B: expand_timesteps=True (per-token time; t may be [B, T])."""
+
+    adapter = video_adapters.WanAdapter()
+
+
+class WanI2V(HFNetwork):
+    """Wan 2.1 I2V (+ CLIP image encoder, first-frame latents with mask); condition keys prompt_embeds,
+    image_embeds, first_frame_cond (encode_image_condition builds the last two from images)."""
+
+    adapter = video_adapters.WanI2VAdapter()
+
+    @torch.no_grad()
+    def encode_image_condition(self, images, num_frames: int) -> dict:
+        self._require_encoders("encode_image_condition")
+        return self.adapter.encode_image_condition(self, images, num_frames)
+
+
+class CogVideoX(HFNetwork):
+    """CogVideoX 2B / 5B (CogVideoXTransformer3DModel + T5 + AutoencoderKLCogVideoX); latents [B, C, T, H, W],
+    v on the cogvideox schedule."""
+
+    adapter = video_adapters.CogVideoXAdapter()
+
+
+FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan, WanI2V, CogVideoX)}
 
 
 def network_class(family: str) -> type[HFNetwork]:

@@ -94,4 +94,6 @@ def build_component(cls_path: str, config: dict):
         return cls(cls.config_class(**config))
     if hasattr(cls, "from_config"):
         return cls.from_config(config)
+    if hasattr(cls, "from_dict"):  # image processors (Wan I2V's CLIPImageProcessor)
+        return cls.from_dict(config)
     raise TypeError(f"{cls_path} cannot be built from a config dict")

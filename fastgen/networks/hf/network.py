@@ -96,10 +96,12 @@ class HFNetwork(FastGenNetwork):
                  schedule_type: str | None = None, **kwargs: Any):
         adapter = self.adapter
         if adapter is None:
-            raise TypeError("HFNetwork needs a family: use SD15, SDXL, Flux or QwenImage (fastgen.networks.hf)")
+            raise TypeError("HFNetwork needs a family: use SD15, SDXL, Flux, QwenImage, Wan or CogVideoX (fastgen.networks.hf)")
         family_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in adapter.extra_kwargs}
         component_configs = dict(component_configs or {})
         scheduler_config = _scheduler_config(adapter, str(model_id), component_configs)
+        if schedule_type in (None, adapter.schedule_type):  # explicit kwargs win over the scheduler config's
+            kwargs = {**adapter.schedule_kwargs(scheduler_config), **kwargs}
         super().__init__(net_pred_type=net_pred_type or adapter.native_pred_type(scheduler_config),
                          schedule_type=schedule_type or adapter.schedule_type, **kwargs)
         self.model_id, self.load_pretrained = str(model_id), bool(load_pretrained)
@@ -218,7 +220,7 @@ class HFNetwork(FastGenNetwork):
         data = dict(data)
         real = data.get("real")
         latent_channels = self.adapter.latent_channels(self)
-        if isinstance(real, torch.Tensor) and real.ndim == 4 and real.shape[1] != latent_channels:
+        if isinstance(real, torch.Tensor) and real.ndim == self.adapter.latent_ndim and real.shape[1] != latent_channels:
             data["real_raw"] = real
             data["real"] = self.encode_images(real).to(real.dtype)
         device = real.device if isinstance(real, torch.Tensor) else None
@@ -228,7 +230,7 @@ class HFNetwork(FastGenNetwork):
         if "neg_condition" not in data and isinstance(data.get("condition"), dict):
             batch = len(data["condition_raw"]) if "condition_raw" in data else _batch_of(data["condition"])
             data["neg_condition"] = self.adapter.negative_condition(self, batch, device)
-        return data
+        return self.adapter.complete_batch(self, data)
 
     # -- forward --
     def feature_blocks(self) -> list[nn.Module]:
@@ -245,7 +247,7 @@ class HFNetwork(FastGenNetwork):
             raise ValueError(f"{type(self).__name__} has no second-time (r) embedding; MeanFlow-style methods need a "
                              "network with r_timestep")
         if return_features_early and not feature_indices:
-            raise ValueError("return_features_early needs feature_indices")
+            return []  # no feature requested: nothing to compute
         self.adapter.check_latents(self, x_t)
         self.adapter.check_condition(self, condition)
         t = self.expand_t(t, x_t)
@@ -279,6 +281,8 @@ class HFNetwork(FastGenNetwork):
         does not apply: the shipped scheduler's first-order update is used.
         """
         condition, neg_condition = self._sampling_conditions(noise, condition, neg_condition, guidance_scale)
+        if t_list is None and getattr(self.adapter, "steps_with_scheduler", False):  # video: the shipped scheduler
+            return self.adapter.sample(self, noise, condition, neg_condition, guidance_scale, num_steps, **net_kwargs)
         if t_list is None:
             t_list, final_to_x0 = self.adapter.sampling_t_list(self, num_steps, noise)
         else:

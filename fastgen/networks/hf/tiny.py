@@ -139,7 +139,65 @@ QWEN_IMAGE = {
     ),
 }
 
-FAMILIES = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE}
+_T5_TEXT = dict(
+    d_model=32, d_ff=37, d_kv=16, num_layers=2, num_heads=2, vocab_size=TOKENIZER_VOCAB_SIZE,
+    relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1,
+)
+
+# video latents: 4 channels, 5 frames at 8x8 (VAE: 2x in time and space, so 9 frames at 16x16 pixels)
+WAN = {
+    "transformer": dict(
+        patch_size=[1, 2, 2], num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
+        text_dim=32, freq_dim=16, ffn_dim=32, num_layers=2, rope_max_seq_len=32,
+    ),
+    "vae": dict(
+        base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
+        latents_mean=[0.0, 0.1, -0.1, 0.05], latents_std=[1.0, 1.5, 0.8, 1.2], scale_factor_temporal=2,
+        scale_factor_spatial=2,
+    ),
+    "text_encoder": _T5_TEXT,
+    "tokenizer": {"kind": "t5", "model_max_length": 512},
+    "scheduler": dict(
+        num_train_timesteps=1000, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
+        solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True, final_sigmas_type="zero",
+        timestep_spacing="linspace",
+    ),
+}
+
+# Wan 2.1 I2V: transformer input = 4 noise + 2 mask (the VAE's temporal factor) + 4 image-latent channels
+WAN_I2V = {
+    **WAN,
+    "transformer": dict(WAN["transformer"], in_channels=10, image_dim=32, added_kv_proj_dim=16),
+    "image_encoder": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+                          image_size=16, patch_size=8),
+    "image_processor": dict(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
+}
+
+# 2B layout (sin-cos positions); the 5B one is the same with use_rotary_positional_embeddings=True
+COGVIDEOX = {
+    "transformer": dict(
+        num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16,
+        text_embed_dim=32, num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=2, max_text_seq_length=226,
+    ),
+    "vae": dict(
+        block_out_channels=[8, 16], down_block_types=["CogVideoXDownBlock3D"] * 2,
+        up_block_types=["CogVideoXUpBlock3D"] * 2, latent_channels=4, layers_per_block=1, norm_num_groups=4,
+        temporal_compression_ratio=2, sample_height=16, sample_width=16, scaling_factor=1.15258426,
+    ),
+    "text_encoder": _T5_TEXT,
+    "tokenizer": {"kind": "t5", "model_max_length": 226},
+    "scheduler": dict(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        prediction_type="v_prediction", rescale_betas_zero_snr=True, set_alpha_to_one=True, snr_shift_scale=3.0,
+        steps_offset=0, timestep_spacing="trailing", clip_sample=False,
+    ),
+}
+
+FAMILIES = {
+    "sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "wan_i2v": WAN_I2V,
+    "cogvideox": COGVIDEOX,
+}
 
 
 def tiny_components(family: str) -> dict:

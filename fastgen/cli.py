@@ -1,4 +1,6 @@
-"""Command-line set-up shared by train.py and the inference scripts.
+"""Command-line set-up shared by train.py, the demo and the inference/FID scripts.
+
+It sits above `fastgen.configs` (it loads configs), so `fastgen.utils` never has to import upwards.
 
 `parse_args` reads `--config=PATH [--log_level LEVEL] [--dryrun] - key=value ...`; `setup(args)` loads the config,
 applies the overrides, places the run under `$FASTGEN_OUTPUT_ROOT/{project}/{group}/{name}/`, derives gradient
@@ -31,7 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(description: str = "fastgen", usage: str = USAGE) -> argparse.ArgumentParser:
     parser = _Parser(description=description, usage=usage)
-    parser.add_argument("--config", required=True, help="path to a config .py file with create_config()")
+    parser.add_argument("--config", required=True,
+                        help="a config .py file with create_config(), or a run's saved config.yaml")
     parser.add_argument("--log_level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default INFO")
     parser.add_argument("--dryrun", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--smoke", action="store_true",
@@ -107,15 +110,18 @@ def env_world_size() -> int:
 
 def resolve_config(args, evaluation: bool = False):
     """Load the config file and overrides and derive the run-dependent fields (pure: builds and writes nothing)."""
-    from fastgen.configs.config_utils import import_config_from_python_file, override_config_with_opts
+    from fastgen.configs.config_utils import load_config_file, override_config_with_opts
 
-    config = import_config_from_python_file(args.config)
+    config = load_config_file(args.config)
     logger.debug(f"loaded {type(config).__module__}.{type(config).__name__} from {args.config}")
     config = override_config_with_opts(config, args.opts)
     logger.debug(f"applied {max(len(args.opts) - 1, 0)} override(s)")
     checkpointer = config.trainer.checkpointer
     if not os.path.isabs(checkpointer.save_dir):
         checkpointer.save_dir = os.path.join(config.log_config.save_path, checkpointer.save_dir)
+    from fastgen.configs.validate import check_micro_batch, validate_config
+
+    validate_config(config)  # bad values fail here, so --dryrun catches them
     trainer, model = config.trainer, config.model
     if getattr(model, "fsdp_meta_init", False) and (
         not trainer.fsdp or evaluation or checkpointer.pretrained_ckpt_path
@@ -130,11 +136,27 @@ def resolve_config(args, evaluation: bool = False):
             micro, trainer.grad_accum_rounds = split_global_batch(trainer.batch_size_global, batch_size, world)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        if micro != batch_size:
-            logger.info(f"dataloader_train.batch_size {batch_size} -> {micro} so that {micro} x {world} process(es) "
-                        f"x {trainer.grad_accum_rounds} round(s) = batch_size_global {trainer.batch_size_global}")
+        per_rank = trainer.batch_size_global // world
+        check_micro_batch(micro, batch_size, per_rank, trainer.batch_size_global, world)
+        if micro != batch_size:  # loud when the split wastes memory the configured batch size says is there
+            log = logger.warning if micro < min(batch_size, per_rank) else logger.info
+            log(f"dataloader_train.batch_size {batch_size} -> {micro} so that {micro} x {world} process(es) x "
+                f"{trainer.grad_accum_rounds} round(s) = batch_size_global {trainer.batch_size_global}")
             config.dataloader_train.batch_size = micro
     return config
+
+
+def check_image_config(config, script: str) -> None:
+    """Image scripts (inference grids, FID) need pixel images [C, H, W] with 1 or 3 channels, or image latents of a
+    diffusers-backed family (its VAE decodes them): say so before any network is built or sampled, instead of failing
+    on the first batch."""
+    shape = [int(s) for s in config.model.input_shape]
+    target = str(getattr(config.model.net, "get", lambda *_: "")("_target_", "") or "")
+    latent_images = len(shape) == 3 and target.startswith("fastgen.networks.hf.")  # its VAE decodes to pixels
+    if not latent_images and (len(shape) != 3 or shape[0] not in (1, 3)):
+        kind = "vectors" if len(shape) == 1 else "videos" if len(shape) == 4 else f"{shape[0]}-channel latents"
+        raise UsageError(f"{script} works on pixel images [C, H, W] with 1 or 3 channels, but this config's "
+                         f"model.input_shape={shape} describes {kind}; pass an image experiment's config")
 
 
 def init_distributed() -> None:
@@ -169,6 +191,8 @@ def setup(args, evaluation: bool = False):
     if batch_size is not None:
         logger.info(f"global batch size: {batch_size} x {config.trainer.grad_accum_rounds} accumulation rounds x "
                     f"{world} processes = {batch_size * config.trainer.grad_accum_rounds * world}")
+    if not evaluation:
+        _prepare_run_folder(config)  # before config.yaml: a refused run must not overwrite another run's record
     if current_rank() == 0:
         out_dir = config.log_config.save_path
         if evaluation:
@@ -177,6 +201,26 @@ def setup(args, evaluation: bool = False):
         logger.info(f"resolved config saved to {path}")
     _set_backend_flags(config)
     return config
+
+
+def _prepare_run_folder(config) -> None:
+    """Rank 0 locks the run folder, refuses mixing runs, removes partial saves, checks writability; every rank
+    raises the same one-line error (the other ranks must not wait for a rank 0 that gave up)."""
+    from fastgen.utils.distributed import broadcast_object
+    from fastgen.utils.run_dir import RunFolderError, prepare_run_folder
+
+    error = None
+    if current_rank() == 0:
+        try:
+            removed = prepare_run_folder(config.log_config.save_path, config.trainer.checkpointer.save_dir,
+                                         resume=config.trainer.resume)
+            if removed:
+                logger.info(f"removed {len(removed)} partial checkpoint(s) of an interrupted save: {', '.join(removed)}")
+        except RunFolderError as e:
+            error = str(e)
+    error = broadcast_object(error)
+    if error is not None:
+        raise UsageError(error)
 
 
 def _set_backend_flags(config) -> None:
