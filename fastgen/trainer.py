@@ -240,6 +240,9 @@ class Trainer:
             model.resume_iter = load_pretrained_checkpoint(
                 model, ckpt_cfg.pretrained_ckpt_path, ckpt_cfg.pretrained_ckpt_key_map, self.checkpointer
             )
+        if getattr(config.model, "compile", None) is not None and config.model.compile.networks:
+            # compiled code cached with the run: a resumed run (same folder) reuses it instead of recompiling
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(self.save_path, "compile_cache"))
         if trainer_cfg.fsdp:  # FSDP2 places (and, with meta init, materialises) the networks itself, first
             self.model_ddp = self.wrap_model(model)
             model.on_train_begin(is_fsdp=True)

@@ -103,6 +103,22 @@ class SampleTConfig(ConfigNode):
 
 
 @attrs.define(slots=False)
+class CompileConfig(ConfigNode):
+    """torch.compile of the model's networks (fastgen/methods/README.md, "Speed and memory switches").
+
+    networks: attribute names of the networks to compile, e.g. ["net", "teacher", "fake_score", "discriminator"]
+    (EMA copies are never compiled: they only sample). The compiled code is cached under the run's
+    `compile_cache/` folder, so a resumed run reuses it. Checkpoint keys are unchanged (Module.compile).
+    """
+
+    networks: list[str] = attrs.Factory(list)
+    mode: Optional[str] = None  # None | "default" | "reduce-overhead" | "max-autotune" | "max-autotune-no-cudagraphs"
+    backend: str = "inductor"  # any torch.compile backend ("aot_eager" traces without code generation)
+    dynamic: Optional[bool] = None
+    fullgraph: bool = False
+
+
+@attrs.define(slots=False)
 class LoRAConfig(ConfigNode):
     """Low-rank adapters on the student (fastgen.methods.lora): only they train and are checkpointed.
 
@@ -148,6 +164,11 @@ class BaseModelConfig(ConfigNode):
     precision_amp_infer: Optional[str] = None
     precision_amp_enc: Optional[str] = None
     precision_fsdp: Optional[str] = None
+    # speed and memory switches (fastgen/methods/README.md); all off by default: each trades something
+    channels_last: bool = False  # 4-D conv weights (EDM/EDM2) in channels-last memory format (not with FSDP2)
+    activation_checkpointing: bool = False  # recompute each network block's activations in backward
+    teacher_precision: Optional[str] = None  # dtype of the frozen teacher's weights and passes, e.g. "bfloat16"
+    compile: CompileConfig = attrs.Factory(CompileConfig)
     lora: Optional[LoRAConfig] = None  # None: the whole student trains; set: LoRA adapters only (see LoRAConfig)
 
 

@@ -64,6 +64,34 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device("cpu")
 
 
+def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    """Floating tensors (also inside tuples/lists) cast to dtype; anything else unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() and value.dtype != dtype else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast_floats(v, dtype) for v in value)
+    return value
+
+
+def run_in_dtype(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Make a frozen network compute in `dtype` for callers in another dtype: x_t is cast in, the outputs (and
+    features) are cast back to x_t's dtype. Time and condition tensors keep theirs (embeddings stay float32)."""
+
+    def cast_in(module, args, kwargs):
+        if args:
+            module._caller_dtype = args[0].dtype
+            return (_cast_floats(args[0], dtype), *args[1:]), kwargs
+        module._caller_dtype = kwargs["x_t"].dtype
+        return args, {**kwargs, "x_t": _cast_floats(kwargs["x_t"], dtype)}
+
+    def cast_out(module, args, kwargs, output):
+        return _cast_floats(output, module._caller_dtype)
+
+    net.register_forward_pre_hook(cast_in, with_kwargs=True)
+    net.register_forward_hook(cast_out, with_kwargs=True)
+    return net
+
+
 def ema_names(use_ema: bool | str | list | None) -> list[str]:
     """use_ema: False/None -> []; True -> ['ema']; 'ema_x' or ['ema', 'ema_2', ...] -> those (must start with 'ema')."""
     if use_ema is None or use_ema is False:
@@ -328,6 +356,64 @@ class FastGenModel(nn.Module):
             sub = getattr(self.net, name, None)
             if isinstance(sub, nn.Module):
                 sub.to(device=self.device, dtype=self.precision)
+        self.apply_speed_switches(is_fsdp)
+
+    # --- speed and memory switches -------------------------------------------------------------------------------
+    def step_networks(self) -> dict[str, nn.Module]:
+        """Every network a training step may run: the checkpointed ones, the teacher and method-specific frozen ones
+        (whatever `fsdp_dict` holds)."""
+        modules = dict(self.fsdp_dict.items())
+        if self.teacher is not None:
+            modules["teacher"] = self.teacher
+        return modules
+
+    def uses_forward_ad(self) -> bool:
+        """Whether a step runs `net` under torch.func.jvp (sCM / MeanFlow with autograd JVPs); such passes run
+        eagerly when `net` is compiled."""
+        return False
+
+    def apply_speed_switches(self, is_fsdp: bool = False) -> None:
+        """model.teacher_precision, channels_last, activation_checkpointing and compile (after the move to the
+        device, so compiled code and memory formats see the final placement)."""
+        config = self.config
+        teacher_dtype = to_dtype(getattr(config, "teacher_precision", None), "teacher_precision")
+        if teacher_dtype is not None and self.teacher is not None:
+            run_in_dtype(self.teacher.to(dtype=teacher_dtype), teacher_dtype)
+        if getattr(config, "channels_last", False):
+            if is_fsdp:
+                logger.warning("model.channels_last is ignored under FSDP2 (sharded parameters stay contiguous)")
+            elif self.uses_forward_ad():  # torch 2.13: group_norm's forward-AD rule fails on channels-last input
+                logger.warning("model.channels_last is ignored: this method runs torch.func.jvp through the network, "
+                               "whose forward-mode AD does not support channels-last GroupNorm (use "
+                               "loss_config.use_jvp_finite_diff=true to combine them)")
+            else:
+                for module in self.step_networks().values():
+                    module.to(memory_format=torch.channels_last)
+        if getattr(config, "activation_checkpointing", False):
+            for name, module in self.step_networks().items():
+                if not name.startswith("ema") and hasattr(module, "enable_activation_checkpointing"):
+                    count = module.enable_activation_checkpointing()
+                    logger.info(f"activation checkpointing: {count} blocks of '{name}'")
+        self.compile_networks()
+
+    def compile_networks(self) -> None:
+        """torch.compile (Module.compile: state_dict keys unchanged, no `_orig_mod`) of model.compile.networks."""
+        compile_cfg = getattr(self.config, "compile", None)
+        names = list(getattr(compile_cfg, "networks", None) or [])
+        available = self.step_networks()
+        for name in names:
+            if name not in available or name.startswith("ema"):
+                raise ValueError(f"model.compile.networks names {name!r}; this method's networks are "
+                                 f"{sorted(n for n in available if not n.startswith('ema'))}")
+            kwargs = {"backend": compile_cfg.backend, "dynamic": compile_cfg.dynamic, "fullgraph": compile_cfg.fullgraph}
+            if compile_cfg.mode is not None:
+                kwargs["mode"] = compile_cfg.mode
+            available[name].compile(**kwargs)
+        if names:
+            logger.info(f"torch.compile ({compile_cfg.backend}, mode={compile_cfg.mode}): {', '.join(names)}")
+        if "net" in names and self.uses_forward_ad():
+            logger.warning("model.compile: the torch.func.jvp pass of 'net' runs eagerly (TorchDynamo does not trace "
+                           "forward-mode AD); its other passes are compiled")
 
     # --- optimizers ----------------------------------------------------------------------------------------------
     def add_optimizer(self, name: str, module: nn.Module, optimizer_config: Any, scheduler_config: Any) -> None:

@@ -17,6 +17,7 @@ Return conventions (see `pack_outputs`):
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 
 import torch
@@ -144,6 +145,17 @@ class FastGenNetwork(nn.Module, ABC):
         fully_shard(self, **kwargs)
         return self
 
+    def enable_activation_checkpointing(self) -> int:
+        """Block-wise activation checkpointing: each unit of `fsdp_units()` (the residual / transformer blocks) keeps
+        only its input and recomputes its activations in backward, trading ~1 extra block forward for the block's
+        activation memory. Inactive without gradients (no_grad passes keep their speed); the blocks' FSDP2 hooks
+        stay outside the recomputed region (the usual AC-inside-FSDP order), and parameter names are unchanged.
+        Returns the number of blocks wrapped."""
+        units = [u for u in self.fsdp_units() if "forward" not in vars(u)]
+        for unit in units:
+            unit.forward = functools.partial(_checkpointed_forward, type(unit).forward.__get__(unit))
+        return len(units)
+
     def reset_parameters(self) -> None:
         """Re-initialise after `to_empty` (meta-device init): the base re-creates the noise schedule;
         subclasses re-initialise their weights and then call super()."""
@@ -153,6 +165,16 @@ class FastGenNetwork(nn.Module, ABC):
     def _is_in_meta_context() -> bool:
         """True inside `with torch.device("meta")`: build from config instead of loading weights."""
         return torch.empty(0).device.type == "meta"
+
+
+def _checkpointed_forward(forward, *args, **kwargs):
+    """`forward` under torch.utils.checkpoint when a graph is being built (non-reentrant: keyword arguments, RNG
+    state replayed so dropout masks match in the recomputation)."""
+    if not torch.is_grad_enabled():
+        return forward(*args, **kwargs)
+    from torch.utils.checkpoint import checkpoint
+
+    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
 
 class CausalFastGenNetwork(FastGenNetwork):

@@ -35,18 +35,63 @@ def negative_condition(condition, neg_condition=None):
     raise ValueError(f"guidance needs neg_condition for a condition of type {type(condition).__name__}")
 
 
+def cat_conditions(condition, neg_condition):
+    """`condition` and `neg_condition` stacked along the batch: tensors, mappings of tensors (key by key, same keys),
+    lists (e.g. captions); equal non-tensor values (flags) are kept once. None with None stays None."""
+    if condition is None and neg_condition is None:
+        return None
+    if isinstance(condition, torch.Tensor) and isinstance(neg_condition, torch.Tensor):
+        neg = neg_condition.to(device=condition.device, dtype=condition.dtype).expand_as(condition)
+        return torch.cat([condition, neg])
+    if isinstance(condition, Mapping) and isinstance(neg_condition, Mapping):
+        if set(condition) != set(neg_condition):
+            raise ValueError(f"condition and neg_condition must have the same keys for batched CFG; got "
+                             f"{sorted(condition)} and {sorted(neg_condition)}")
+        return {k: cat_conditions(condition[k], neg_condition[k]) for k in condition}
+    if isinstance(condition, (list, tuple)) and isinstance(neg_condition, (list, tuple)):
+        return list(condition) + list(neg_condition)
+    if not isinstance(condition, torch.Tensor) and condition == neg_condition:
+        return condition
+    raise TypeError(f"cannot batch condition ({type(condition).__name__}) with neg_condition "
+                    f"({type(neg_condition).__name__}) for classifier-free guidance")
+
+
+def split_batch(out, n: int):
+    """(first n rows, the rest) of a tensor, or of every tensor inside a tuple/list (structure kept)."""
+    if isinstance(out, torch.Tensor):
+        return out[:n], out[n:]
+    if isinstance(out, (list, tuple)):
+        halves = [split_batch(o, n) for o in out]
+        return type(out)(h[0] for h in halves), type(out)(h[1] for h in halves)
+    return out, out
+
+
+def cfg_pair(fn: Callable, x: torch.Tensor, t, condition, neg_condition):
+    """(fn(x, t, condition), fn(x, t, neg_condition)) from ONE call of fn on the doubled batch [x; x], [t; t],
+    [condition; neg_condition]: one forward instead of two (the conditional and unconditional teacher passes of
+    classifier-free guidance). Equal to two calls for networks without cross-sample ops (GroupNorm, attention
+    within a sample) in eval mode; outputs may be tensors or tuples/lists of them (features)."""
+    n = x.shape[0]
+    t = torch.as_tensor(t, device=x.device)
+    t = t.expand(n) if t.ndim == 0 else t
+    both = cat_conditions(condition, negative_condition(condition, neg_condition))
+    return split_batch(fn(torch.cat([x, x]), torch.cat([t, t]), both), n)
+
+
 def guided_x0_fn(net, condition=None, neg_condition=None, guidance_scale=None, **net_kwargs) -> Callable:
-    """x0_fn(x, t) from a FastGenNetwork; with guidance_scale, the CFG mix of conditional and negative x0.
+    """x0_fn(x, t) from a FastGenNetwork; with guidance_scale, the CFG mix of conditional and negative x0, both
+    from one batched forward (cfg_pair).
 
     neg_condition defaults to `negative_condition(condition)`.
     """
 
+    def net_x0(x, t, cond):
+        return net(x, t, condition=cond, fwd_pred_type="x0", **net_kwargs)
+
     def x0_fn(x, t):
-        pred = net(x, t, condition=condition, fwd_pred_type="x0", **net_kwargs)
         if guidance_scale is None:
-            return pred
-        neg = negative_condition(condition, neg_condition)
-        pred_neg = net(x, t, condition=neg, fwd_pred_type="x0", **net_kwargs)
+            return net_x0(x, t, condition)
+        pred, pred_neg = cfg_pair(net_x0, x, t, condition, neg_condition)
         return cfg_combine(pred, pred_neg, guidance_scale)
 
     return x0_fn

@@ -74,7 +74,8 @@ def jvp(
 
     with torch.no_grad():
         if jvp_type == "autograd":
-            with replay():
+            # compiled networks run eagerly here: TorchDynamo does not trace forward-mode AD transforms
+            with replay(), torch.compiler.set_stance("force_eager"):
                 out, tangent_out = torch.func.jvp(fn, primals, tangents)
             return out.detach(), tangent_out.detach()
         # central difference: d/dh fn(p + h v) at h = 0 ~ (fn(p + h v) - fn(p - h v)) / (2 h)

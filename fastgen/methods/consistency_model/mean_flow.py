@@ -33,7 +33,7 @@ from fastgen.methods.consistency_model.losses import (
 from fastgen.methods.consistency_model.scm import SCMModel
 from fastgen.methods.fine_tuning.sft import drop_condition, sample_t_kwargs
 from fastgen.methods.model import FastGenModel
-from fastgen.networks.samplers import STUDENT_SAMPLE_TYPES, _check_t_list, cfg_combine, negative_condition
+from fastgen.networks.samplers import STUDENT_SAMPLE_TYPES, _check_t_list, cfg_combine, cfg_pair, negative_condition
 
 
 def meanflow_sample(u_fn, noise: torch.Tensor, t_list: torch.Tensor, schedule, sample_type: str = "ode",
@@ -104,12 +104,11 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
         if self.teacher is None:
             raise ValueError("MeanFlow distillation (loss_config.use_cd=True) needs a teacher; it was not built")
         with torch.no_grad():
-            v = self.teacher(x_t, t, condition=condition, fwd_pred_type="flow")
             scale = self.config.guidance_scale
             if scale is None:
-                return v
-            neg = negative_condition(condition, neg_condition)
-            v_neg = self.teacher(x_t, t, condition=neg, fwd_pred_type="flow")
+                return self.teacher(x_t, t, condition=condition, fwd_pred_type="flow")
+            v, v_neg = cfg_pair(lambda x, tt, c: self.teacher(x, tt, condition=c, fwd_pred_type="flow"),
+                                x_t, t, condition, neg_condition)  # conditional and negative passes in one forward
             guided = cfg_combine(v, v_neg, scale)
             return torch.where(per_sample(self.in_guidance_window(t).double(), v) > 0, guided, v)
 
@@ -129,6 +128,9 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
         return torch.where(per_sample(use.double(), v) > 0, guided.to(v.dtype), v)
 
     # --- training step -------------------------------------------------------------------------------------------
+    def uses_forward_ad(self) -> bool:
+        return not self.config.loss_config.use_jvp_finite_diff
+
     def single_train_step(self, data: Mapping[str, Any], iteration: int) -> tuple[dict, dict]:
         real, condition, neg_condition = self._prepare_training_data(data)
         cfg, loss_cfg = self.config, self.config.loss_config

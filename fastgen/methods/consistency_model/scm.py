@@ -35,7 +35,7 @@ from fastgen.methods.consistency_model.losses import (
 )
 from fastgen.methods.fine_tuning.sft import sample_t_kwargs
 from fastgen.methods.model import FastGenModel, to_dtype
-from fastgen.networks.samplers import cfg_combine, negative_condition
+from fastgen.networks.samplers import cfg_combine, cfg_pair
 
 
 def trigflow_flow(net, x_s: torch.Tensor, s: torch.Tensor, sigma_data: float, condition: Any = None,
@@ -94,13 +94,17 @@ class SCMModel(TeacherMixin, FastGenModel):
         if self.teacher is None:
             raise ValueError("sCD (loss_config.use_cd=True) needs a teacher; it was not built")
         with torch.no_grad():
-            flow = trigflow_flow(self.teacher, x_s, s, self.sigma_data, condition)
             scale = self.config.guidance_scale
-            if scale is not None:
-                neg = negative_condition(condition, neg_condition)
-                flow_neg = trigflow_flow(self.teacher, x_s, s, self.sigma_data, neg)
+            if scale is None:
+                flow = trigflow_flow(self.teacher, x_s, s, self.sigma_data, condition)
+            else:  # conditional and negative passes in one forward
+                flow, flow_neg = cfg_pair(lambda x, ss, c: trigflow_flow(self.teacher, x, ss, self.sigma_data, c),
+                                          x_s, s, condition, neg_condition)
                 flow = cfg_combine(flow, flow_neg, scale)
         return self.sigma_data * flow
+
+    def uses_forward_ad(self) -> bool:
+        return not self.config.loss_config.use_jvp_finite_diff
 
     def single_train_step(self, data: Mapping[str, Any], iteration: int) -> tuple[dict, dict]:
         real, condition, neg_condition = self._prepare_training_data(data)

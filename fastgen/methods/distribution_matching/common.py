@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from fastgen.methods.common_loss import (
 )
 from fastgen.methods.fine_tuning.sft import sample_t_kwargs
 from fastgen.methods.model import FastGenModel
-from fastgen.networks.samplers import negative_condition
+from fastgen.networks.samplers import cfg_pair
 
 GAN_FEATURE_SOURCES = ("teacher", "fake_score")
 
@@ -181,18 +181,20 @@ class AdversarialDistillationModel(FastGenModel):
     # --- teacher ---------------------------------------------------------------------------------------------------
     def teacher_x0(self, x_t, t, condition, neg_condition, feature_indices=None, grad: bool = False):
         """The teacher's x0 at (x_t, t), guided by `guidance_scale`; with `feature_indices`, also the conditional
-        pass's features: (x0, features). `grad`: keep the graph to x_t (the teacher's weights stay frozen)."""
+        pass's features: (x0, features). `grad`: keep the graph to x_t (the teacher's weights stay frozen).
+        With guidance the conditional and negative passes are one forward on the doubled batch (cfg_pair)."""
+        kwargs = {"feature_indices": feature_indices} if feature_indices else {}
+
+        def teacher(x, tt, cond):
+            return self.teacher(x, tt, condition=cond, fwd_pred_type="x0", **kwargs)
+
         with contextlib.nullcontext() if grad else torch.no_grad():
-            if feature_indices:
-                pred, features = self.teacher(x_t, t, condition=condition, feature_indices=feature_indices,
-                                              fwd_pred_type="x0")
-            else:
-                pred, features = self.teacher(x_t, t, condition=condition, fwd_pred_type="x0"), None
-            if self.config.guidance_scale is not None:
-                neg = negative_condition(condition, neg_condition)
-                pred_neg = self.teacher(x_t, t, condition=neg, fwd_pred_type="x0")
-                pred = cfg_guided(pred, pred_neg, self.config.guidance_scale)
-        return (pred, features) if feature_indices else pred
+            if self.config.guidance_scale is None:
+                return teacher(x_t, t, condition)
+            out, out_neg = cfg_pair(teacher, x_t, t, condition, neg_condition)
+            if not feature_indices:
+                return cfg_guided(out, out_neg, self.config.guidance_scale)
+            return cfg_guided(out[0], out_neg[0], self.config.guidance_scale), out[1]
 
     # --- discriminator -------------------------------------------------------------------------------------------
     def feature_net(self) -> nn.Module:
@@ -209,21 +211,33 @@ class AdversarialDistillationModel(FastGenModel):
         """GAN critic loss on noised fake vs noised real samples + approximate R1 on the real ones.
 
         Real data gets its own (t, eps) unless gan_use_same_t_noise. Features carry gradients only when they come
-        from the fake score (DMD2 paper: its classifier branch trains the fake denoiser's encoder too)."""
+        from the fake score (DMD2 paper: its classifier branch trains the fake denoiser's encoder too). Frozen
+        teacher features of the fake, real (and R1-perturbed) inputs come from ONE forward on the stacked batch,
+        and the heads score all of them in one call (both per-sample, so the numbers equal separate calls)."""
         cfg = self.config
         grad = self.feature_source == "fake_score"
         t_real, eps_real = (t, eps) if cfg.gan_use_same_t_noise else self.sample_t_eps(real)
         x_real_t = self.schedule.forward_process(real, eps_real, t_real)
+        r1 = cfg.gan_r1_reg_weight > 0
+        inputs = [(x_real_t, t_real, condition)]
+        if r1:
+            inputs.append((perturb_for_r1(x_real_t, float(cfg.gan_r1_reg_alpha)), t_real, condition))
         if fake_features is None:
-            fake_features = self.disc_features(x_fake_t, t, condition, grad)
-        real_logits = self.discriminator(self.disc_features(x_real_t, t_real, condition, grad))
-        fake_logits = self.discriminator(fake_features)
+            inputs.insert(0, (x_fake_t, t, condition))
+        if grad:  # trained feature net: separate passes (each its own graph)
+            feats = [self.disc_features(x, tt, c, grad) for x, tt, c in inputs]
+        else:
+            feats = split_features(self.disc_features(torch.cat([x for x, _, _ in inputs]),
+                                                      torch.cat([tt for _, tt, _ in inputs]),
+                                                      repeat_condition(condition, len(inputs)), grad), len(inputs))
+        if fake_features is not None:
+            feats.insert(0, fake_features)
+        logits = self.discriminator([torch.cat(level) for level in zip(*feats)]).chunk(len(feats))
+        fake_logits, real_logits = logits[0], logits[1]
         gan_d = gan_loss_discriminator(real_logits, fake_logits)
         losses = {"gan_loss_disc": gan_d}
-        if cfg.gan_r1_reg_weight > 0:
-            x_perturbed = perturb_for_r1(x_real_t, float(cfg.gan_r1_reg_alpha))
-            perturbed_logits = self.discriminator(self.disc_features(x_perturbed, t_real, condition, grad))
-            losses["r1_loss"] = approx_r1_loss(real_logits, perturbed_logits)
+        if r1:
+            losses["r1_loss"] = approx_r1_loss(real_logits, logits[2])
             losses["gan_loss_disc"] = gan_d + cfg.gan_r1_reg_weight * losses["r1_loss"]
         losses["real_logit"] = real_logits.detach().float().mean()
         losses["fake_logit"] = fake_logits.detach().float().mean()
@@ -240,6 +254,25 @@ class AdversarialDistillationModel(FastGenModel):
                                           student_sample_steps=steps),
             "input_rand": noise,
         }
+
+
+def repeat_condition(condition: Any, k: int) -> Any:
+    """`condition` for a batch stacked k times (tensors, mappings of tensors, lists; None stays None)."""
+    if condition is None or k == 1:
+        return condition
+    if isinstance(condition, torch.Tensor):
+        return torch.cat([condition] * k)
+    if isinstance(condition, Mapping):
+        return {key: repeat_condition(value, k) for key, value in condition.items()}
+    if isinstance(condition, (list, tuple)):
+        return list(condition) * k
+    return condition
+
+
+def split_features(features: list[torch.Tensor], k: int) -> list[list[torch.Tensor]]:
+    """Features of a batch stacked k times -> k lists of features (one per stacked part)."""
+    parts = [feature.chunk(k) for feature in features]
+    return [[part[i] for part in parts] for i in range(k)]
 
 
 def check_feature_source(source: str) -> str:
