@@ -6,6 +6,7 @@ sliced Wasserstein distance (before and after training) and mode coverage. `orac
 method for benchmarks/oracle.py; run this file to print them as a table:
 
     OMP_NUM_THREADS=1 python benchmarks/oracle_consistency.py
+    OMP_NUM_THREADS=1 python benchmarks/oracle_consistency.py scm scm_cd --seeds 0 1 2   # + median [min, max]
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _args import parse_methods  # noqa: E402  (stdlib only: --help answers before torch loads)
+from _args import benchmark_parser  # noqa: E402  (stdlib only: --help answers before torch loads)
 
 
 def toy_config(method: str, use_cd: bool = False, max_iter: int | None = None, hidden_dim: int | None = None,
-               stage1_ckpt: str | None = None):
+               stage1_ckpt: str | None = None, seed: int = 0):
     """The Toy config of `method` (cm | scm | tcm | mean_flow), optionally as distillation / shortened / narrower."""
     import importlib
 
@@ -35,6 +36,7 @@ def toy_config(method: str, use_cd: bool = False, max_iter: int | None = None, h
     if stage1_ckpt is not None:
         config.trainer.checkpointer.pretrained_ckpt_path = stage1_ckpt
     config.trainer.logging_iter = 10**9
+    config.trainer.seed = seed
     return config
 
 
@@ -45,8 +47,9 @@ def checkpoint_path(config) -> str:
 METHODS = ("cm", "cm_cd", "scm", "scm_cd", "tcm", "mean_flow", "mean_flow_cd")
 
 
-def oracle_rows(methods=METHODS) -> list[dict]:
-    """Train each method on ring8 and report {method, steps, swd, swd_init, mode_coverage, seconds}."""
+def oracle_rows(methods=METHODS, seed: int = 0) -> list[dict]:
+    """Train each method on ring8 (trainer.seed=seed) and report {method, steps, swd, swd_init, mode_coverage,
+    seconds}."""
     from _oracle_common import measured_row, train
 
     rows = []
@@ -55,17 +58,39 @@ def oracle_rows(methods=METHODS) -> list[dict]:
         for name in methods:
             method, use_cd = (name[:-3], True) if name.endswith("_cd") else (name, False)
             if method == "tcm" and stage1 is None:
-                cm_config = toy_config("cm")
+                cm_config = toy_config("cm", seed=seed)
                 train(cm_config, os.path.join(root, "stage1"))
                 stage1 = checkpoint_path(cm_config)
-            config = toy_config(method, use_cd=use_cd, stage1_ckpt=stage1 if method == "tcm" else None)
+            config = toy_config(method, use_cd=use_cd, stage1_ckpt=stage1 if method == "tcm" else None, seed=seed)
             rows.append(measured_row(name, config, os.path.join(root, name)))
     return rows
 
 
-if __name__ == "__main__":
-    selected = parse_methods(__doc__, METHODS)
+def main(argv=None) -> None:
+    import statistics
+
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("methods", nargs="*", choices=list(METHODS), metavar="METHOD",
+                        help=f"methods to run (default: all): {', '.join(METHODS)}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="trainer.seed values (default 0)")
+    args = parser.parse_args(argv)
     from _oracle_common import print_rows, quiet_logs
 
     quiet_logs()
-    print_rows(oracle_rows(selected), name_width=14)
+    rows = []
+    for seed in args.seeds:
+        seed_rows = oracle_rows(tuple(args.methods) or METHODS, seed=seed)
+        print(f"seed {seed}")
+        print_rows(seed_rows, name_width=14)
+        rows += seed_rows
+    if len(args.seeds) > 1:
+        print(f"median [min, max] over seeds {args.seeds}")
+        for name in dict.fromkeys(r["method"] for r in rows):
+            swd = [r["swd"] for r in rows if r["method"] == name]
+            modes = [r["mode_coverage"] for r in rows if r["method"] == name]
+            print(f"{name:<14} SWD {statistics.median(swd):.4f} [{min(swd):.4f}, {max(swd):.4f}]  modes "
+                  f"{statistics.median(modes):.2f} [{min(modes):.2f}, {max(modes):.2f}]")
+
+
+if __name__ == "__main__":
+    main()

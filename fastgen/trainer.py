@@ -280,22 +280,39 @@ class Trainer:
         data_iter = iter(self.train_loader)
         meter = _LossMeter()
         last_log = (time.perf_counter(), iter_start)
+        loop_start = time.perf_counter()
         for iteration in range(iter_start + 1, self.max_iter + 1):
             self.iteration = iteration
             loss_map, outputs, data = self.train_step(model, data_iter, iteration)
             callbacks.on_training_step_end(model, data=data, outputs=outputs, loss_map=loss_map, iteration=iteration)
             meter.add(loss_map)
-            if iteration % trainer_cfg.logging_iter == 0 or iteration == self.max_iter:
+            last = iteration == self.max_iter or self.out_of_time(loop_start)
+            if iteration % trainer_cfg.logging_iter == 0 or last:
                 last_log = self.log_progress(meter, iteration, last_log)
             if self.val_loader is not None and iteration % trainer_cfg.validation_iter == 0:
                 self.validate(model, iteration)
-            if iteration % trainer_cfg.save_ckpt_iter == 0 or iteration == self.max_iter:
+            if iteration % trainer_cfg.save_ckpt_iter == 0 or last:
                 self.save_checkpoint(model, iteration)
+            if last and iteration < self.max_iter:
+                logger.info(f"trainer.max_minutes={self.config.trainer.max_minutes} reached after iteration "
+                            f"{iteration}: stopping")
+                break
         if iter_start >= self.max_iter:
             logger.info(f"checkpoint iteration {iter_start} >= trainer.max_iter={self.max_iter}: nothing to train")
         callbacks.on_train_end(model, iteration=self.iteration)
         callbacks.on_app_end()
         return model
+
+    def out_of_time(self, loop_start: float) -> bool:
+        """Whether `trainer.max_minutes` of training-loop time have passed (rank 0's clock decides for every rank, so
+        all ranks stop after the same iteration)."""
+        budget = self.config.trainer.max_minutes
+        if budget is None:
+            return False
+        done = [time.perf_counter() - loop_start >= 60.0 * float(budget)]
+        if dist_utils.is_initialized() and self.world_size > 1:
+            torch.distributed.broadcast_object_list(done, src=0)
+        return bool(done[0])
 
     def preprocess(self, data: Mapping[str, Any], model: Any) -> dict:
         data = move_batch(data, model.device, model.precision)

@@ -64,6 +64,9 @@ def test_demo_smoke_end_to_end(tmp_path, monkeypatch):
     assert metrics["sampling_speedup"] == pytest.approx(teach["seconds_per_1000_images"] /
                                                         student["seconds_per_1000_images"])
     assert teach["sha256"] == verify_teacher(str(teacher_path))["sha256"]
+    # what decides the training bits besides the seed is recorded
+    assert metrics["machine"]["torch_threads"] == 1 and metrics["machine"]["cpu_capability"] == \
+        torch.backends.cpu.get_cpu_capability()
 
     # DMD2 trained the student: its final checkpoint exists and its weights left the teacher's
     ckpt = torch.load(run_dir / "dmd2" / "checkpoints" / "0000006.pth", weights_only=True)

@@ -168,3 +168,24 @@ def test_gmm_denoiser_is_differentiable_copyable_and_stateless():
     # near t = 0 the posterior mean is (almost) the input itself
     tiny = GMMDenoiser("gauss1", schedule_type="edm")(x.detach(), torch.full((4,), 0.002, dtype=F64))
     assert (tiny - x.detach()).abs().max() < 1e-4 * math.sqrt(2) + 1e-5
+
+
+@pytest.mark.parametrize("schedule", ["edm", "rf"])
+def test_toy_mlp_trigflow_time_label(schedule):
+    """time_label="trigflow" feeds s = arctan(sigma / (alpha sd)): on edm arctan(t / sd), in [0, pi/2]; forward-mode
+    JVPs through it match central differences."""
+    net = _randomise(ToyMLP(schedule_type=schedule, time_label="trigflow", max_time_freq=1.0), std=0.1).double()
+    t = torch.tensor([0.002, 0.3, 0.9, 5.0, 80.0], dtype=F64) if schedule == "edm" else torch.linspace(0.05, 0.95, 5,
+                                                                                                     dtype=F64)
+    sched = net.noise_scheduler
+    expected = torch.atan(t / 0.5) if schedule == "edm" else torch.atan(sched.sigma(t) / (sched.alpha(t) * 0.5))
+    torch.testing.assert_close(net.noise_label(t), expected, atol=1e-12, rtol=1e-12)
+    assert float(net.noise_label(t).max()) < math.pi / 2
+    x, vx = torch.randn(5, 2, generator=_gen(), dtype=F64), torch.randn(5, 2, generator=_gen(1), dtype=F64)
+    vt = 0.01 * t
+    _, jvp = torch.func.jvp(lambda x_, t_: net(x_, t_), (x, t), (vx, vt))
+    h = 1e-6
+    fd = (net(x + h * vx, t + h * vt) - net(x - h * vx, t - h * vt)) / (2 * h)
+    torch.testing.assert_close(jvp, fd, atol=1e-7, rtol=1e-5)
+    with pytest.raises(ValueError, match="time_label"):
+        ToyMLP(time_label="log")

@@ -187,3 +187,27 @@ def test_global_vars_val_runs_one_pass_per_entry(tmp_path, monkeypatch, one_thre
     # each pass starts at the stream's start with the same seed: the 1-batch pass is the first batch alone
     assert short == trainer.validation_pass(model, 0, {"MAX_VAL_STEPS": 1})
     assert full == trainer.validation_pass(model, 0, {"MAX_VAL_STEPS": 3}) and full != short
+
+
+def test_max_minutes_stops_after_the_iteration_that_reaches_the_budget(tmp_path, monkeypatch, one_thread):
+    """A fake clock that advances 10 s per iteration: a 0.5-minute budget ends the loop after iteration 3 (elapsed
+    30 s), with a checkpoint there, although max_iter is 50."""
+    import fastgen.trainer as trainer_module
+
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+    clock = {"now": 0.0}
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: clock["now"])
+
+    class Tick(Recorder):
+        def on_training_step_end(self, model, data=None, outputs=None, loss_map=None, iteration=0, **kw):
+            clock["now"] += 10.0
+            super().on_training_step_end(model, loss_map=loss_map, iteration=iteration)
+
+    config = tiny(config_sft.create_config(), 50, save_ckpt_iter=100, max_minutes=0.5)
+    config.trainer.callbacks = {"recorder": Tick()}
+    torch.manual_seed(0)
+    trainer = Trainer(config)
+    trainer.run(instantiate(config.model_class, config=config.model))
+    calls = trainer.callbacks["recorder"].calls
+    assert [c[1] for c in calls if c[0] == "step_end"] == [1, 2, 3]
+    assert [c for c in calls if c[0] == "saved"] == [("saved", 3)]

@@ -181,6 +181,9 @@ class BaseTrainerConfig(ConfigNode):
     validation_iter: int = 1000
     logging_iter: int = 1000
     max_iter: int = 1000000
+    # wall-clock budget of one run's training loop: stop (with a checkpoint) after the first iteration that reaches
+    # it, so methods with different step costs can be compared at equal compute (benchmarks/fashion_mnist_table.py)
+    max_minutes: Optional[float] = None
     visualize_teacher: bool = False
     seed: int = 0
     val_seed: Optional[int] = None

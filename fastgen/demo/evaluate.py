@@ -45,13 +45,20 @@ def teacher_sampler(net: torch.nn.Module, nfe: int, sampler_type: str = "heun") 
     return sample
 
 
-def student_sampler(net: torch.nn.Module, steps: int = 1, sample_type: str = "sde", seed: int = 0) -> Callable:
+def student_sampler(net: torch.nn.Module, steps: int = 1, sample_type: str = "sde", seed: int = 0,
+                    t_list: Any = None) -> Callable:
     """(noise, condition) -> images: the few-step student sampler (1 step: x0 = G(noise * sigma_max); several
-    steps re-noise with fresh noise from a generator seeded with `seed` for "sde")."""
+    steps re-noise with fresh noise from a generator seeded with `seed` for "sde"). `t_list` (steps + 1 times
+    ending in 0) overrides the schedule's default grid."""
     from fastgen.networks.samplers import student_sample
 
     device = next(net.parameters()).device
-    t_list = net.noise_scheduler.get_t_list(steps, device=device)
+    if t_list is None:
+        t_list = net.noise_scheduler.get_t_list(steps, device=device)
+    else:
+        t_list = torch.as_tensor(list(t_list), dtype=torch.float64, device=device)
+        if len(t_list) != steps + 1 or float(t_list[-1]) != 0.0:
+            raise ValueError(f"t_list must have steps+1={steps + 1} entries ending in 0; got {t_list.tolist()}")
 
     @torch.no_grad()
     def sample(noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
@@ -97,15 +104,16 @@ def timed_fid(name: str, sample_fn: Callable, feature_net: Any, ref_stats: Any, 
             "seconds_per_1000_images": sampling_seconds * 1000.0 / num_samples, "eval_seconds": total}
 
 
-def real_data_fid(feature_net: Any, ref_stats: Any, num_samples: int, root: str | None = None) -> float:
-    """FID of `num_samples` Fashion-MNIST *test* images against the (train) reference: the floor an ideal
-    generator reaches with this sample count."""
+def real_data_fid(feature_net: Any, ref_stats: Any, num_samples: int, root: str | None = None,
+                  split: str = "test") -> float:
+    """FID of `num_samples` real Fashion-MNIST images of `split` against the reference statistics of the other
+    split: the floor an ideal generator reaches with this sample count."""
     from fastgen.metrics import compute_fid
     from fastgen.metrics.feature_net import load_fashion_mnist
 
-    images, _ = load_fashion_mnist("test", root=root, max_size=num_samples)
+    images, _ = load_fashion_mnist(split, root=root, max_size=num_samples)
     if images.shape[0] < num_samples:
-        raise ValueError(f"the test split has only {images.shape[0]} images; num_samples={num_samples}")
+        raise ValueError(f"the {split} split has only {images.shape[0]} images; num_samples={num_samples}")
     return float(compute_fid([images[i:i + 1000] for i in range(0, num_samples, 1000)], feature_net, ref_stats,
                              num_samples=num_samples))
 

@@ -31,6 +31,12 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
                           "FashionMNIST")
 TEACHER_CONFIG = os.path.join(CONFIG_DIR, "config_sft_teacher.py")
 STUDENT_CONFIG = os.path.join(CONFIG_DIR, "config_dmd2.py")
+# torch CPU threads unless --num_threads says otherwise: pinned, because the reduction order (and so every bit of
+# training) depends on it, and torch's default is the machine's core count (benchmarks/demo_determinism.py)
+DEFAULT_THREADS = 2
+# environment variables that change which CPU kernels run (recorded in metrics.json when set)
+KERNEL_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA",
+                   "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")
 FALLBACK_TEACHER_BATCH = 64  # batch of a teacher trained on the spot (no --batch_size): minutes, not hours, on a CPU
 IMAGE_SHAPE = (1, 32, 32)
 # the issue's targets (reported, never asserted): student FID <= 2x (stretch 1.3x) the teacher's, <= 10 minutes of
@@ -71,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_data", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--data_root", default=None, help="directory with the Fashion-MNIST IDX files (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise (training: trainer.seed)")
-    parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--num_threads", type=int, default=DEFAULT_THREADS,
+                        help=f"torch CPU threads (default {DEFAULT_THREADS}, pinned: training bits depend on the "
+                             "thread count, so torch's per-machine default would make runs machine-dependent)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny end-to-end run (256 images, 6 DMD2 iterations, 40 FID samples): checks the "
                              "pipeline in well under a minute; its numbers mean nothing")
@@ -270,6 +278,8 @@ def summarize(args: argparse.Namespace, evaluation: dict, teacher_info: dict, di
             "speedup": speedup >= TARGETS["speedup_min"]}},
         "timings_seconds": timings,
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model(),
+                    "kernel_env": {k: os.environ[k] for k in KERNEL_ENV_VARS if k in os.environ},
                     "device": _device_name(),
                     "platform": platform.platform(), "torch": torch.__version__,
                     "load_average_start": list(load_start), "load_average_end": list(_load_average())},
@@ -282,6 +292,18 @@ def _device_name() -> str:
     import torch
 
     return f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else platform.processor())."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _load_average() -> tuple[float, float, float]:
@@ -322,8 +344,10 @@ def write_report(metrics: dict[str, Any], path: str) -> str:
         f"- FID features: {metrics['feature_net']['name']} (sha256 `{metrics['feature_net']['sha256'][:12]}...`) "
         "against Fashion-MNIST train statistics; comparable only with FIDs from the same feature network.",
         "- Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".",
-        f"- Machine: {metrics['machine']['cpu_count']} CPUs, {metrics['machine']['torch_threads']} torch threads, "
-        f"{metrics['machine']['device']}; load average at start {metrics['machine']['load_average_start'][0]:.1f}.",
+        f"- Machine: {metrics['machine']['cpu_model']}, {metrics['machine']['cpu_count']} CPUs, "
+        f"{metrics['machine']['torch_threads']} torch threads, kernels {metrics['machine']['cpu_capability']}, "
+        f"{metrics['machine']['device']}; load average at start {metrics['machine']['load_average_start'][0]:.1f}. "
+        "The same seed gives the same bits only with the same thread count, kernel ISA and device.",
         "",
         f"Command: `{metrics['command']}`",
         "",
@@ -340,8 +364,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     setup_logging(args.log_level)
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
+    if args.num_threads < 1:
+        from fastgen.cli import UsageError
+
+        raise UsageError(f"--num_threads must be >= 1; got {args.num_threads}")
+    torch.set_num_threads(args.num_threads)
     load_start = _load_average()
     started = time.perf_counter()
     timings: dict[str, float] = {}

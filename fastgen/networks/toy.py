@@ -14,6 +14,8 @@ from torch import nn
 from fastgen.networks.network import FastGenNetwork
 from fastgen.utils.gmm import make_gmm
 
+TIME_LABELS = ("default", "trigflow")
+
 
 class FourierTimeEmbedding(nn.Module):
     """[sin, cos](2 pi f c) on fixed log-spaced frequencies f in [1/4, max_freq]: resolves coarse and fine times.
@@ -47,7 +49,11 @@ class ToyMLP(FastGenNetwork):
     with x_t = alpha x0 + sigma eps): c_in = 1/sqrt(alpha^2 sd^2 + sigma^2), c_skip = alpha sd^2/(alpha^2 sd^2 +
     sigma^2), c_out = sigma sd/sqrt(alpha^2 sd^2 + sigma^2), so the raw network only predicts a unit-variance
     residual and trains in a few hundred steps. Other prediction types output the raw MLP on c_in-scaled input.
-    The noise label is log(t)/4 on edm and t elsewhere. features: hidden activations after block i.
+    The noise label (time_label="default") is log(t)/4 on edm and t elsewhere; time_label="trigflow" feeds the
+    TrigFlow time s = arctan(sigma / (alpha sd)) in [0, pi/2] on any schedule (sCM's identity time transformation,
+    Lu & Song 2024, Sec. 4.1): all high noise levels map close to pi/2, so a consistency model trained mostly at
+    moderate noise generalises to the 1-step time, where log(sigma) would put it far outside what was trained.
+    features: hidden activations after block i.
     """
 
     @classmethod
@@ -67,9 +73,13 @@ class ToyMLP(FastGenNetwork):
         sigma_data: float = 0.5,
         time_emb_dim: int = 32,
         max_time_freq: float = 16.0,
+        time_label: str = "default",
         **schedule_kwargs,
     ):
         super().__init__(net_pred_type=net_pred_type, schedule_type=schedule_type, **schedule_kwargs)
+        if time_label not in TIME_LABELS:
+            raise ValueError(f"time_label must be one of {TIME_LABELS}; got {time_label!r}")
+        self.time_label = time_label
         self.dim, self.hidden_dim, self.num_layers = dim, hidden_dim, num_layers
         self.label_dim, self.r_timestep, self.sigma_data = label_dim, r_timestep, float(sigma_data)
         self.time_embed = FourierTimeEmbedding(time_emb_dim, max_time_freq)
@@ -100,6 +110,9 @@ class ToyMLP(FastGenNetwork):
         super().reset_parameters()
 
     def noise_label(self, t: torch.Tensor) -> torch.Tensor:
+        if self.time_label == "trigflow":
+            schedule = self.noise_scheduler
+            return torch.atan2(schedule.sigma(t), schedule.alpha(t) * self.sigma_data)
         if self.schedule_type == "edm":
             return torch.log(t.clamp_min(1e-20)) / 4
         return t

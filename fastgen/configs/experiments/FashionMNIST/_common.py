@@ -68,3 +68,20 @@ def apply_demo_settings(config, name: str, batch_size: int = 64) -> None:
     config.log_config.group = "fashion_mnist"
     config.log_config.name = name
     config.log_config.wandb_mode = "disabled"
+
+
+def apply_distillation_settings(config, name: str, batch_size: int = 32, max_iter: int = 1800) -> None:
+    """What every Fashion-MNIST student config shares: the demo settings, the shipped teacher as
+    `pretrained_model_path` (student initialised from it), a power EMA used at inference, Adam without weight decay
+    or warm-up. Method-specific settings come after; they are starting points, not tuned like config_dmd2.py."""
+    apply_demo_settings(config, name=name, batch_size=batch_size)
+    model = config.model
+    model.pretrained_model_path = shipped_teacher_path()
+    model.student_sample_steps = 1
+    model.net_optimizer.optim_type = "adam"
+    model.net_optimizer.weight_decay = 0.0
+    model.net_scheduler.warm_up_steps = [0]
+    config.trainer.callbacks.update(power_ema())
+    model.use_ema = ["ema"]
+    config.trainer.max_iter = max_iter
+    config.trainer.save_ckpt_iter = 300
