@@ -34,8 +34,7 @@ SIZES = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="LoRA DMD2 peak memory over full DMD2 on an SD1.5-shaped UNet "
-                                                 "(medians of --repeats fresh processes; target <= 0.6)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny", help="UNet size (default tiny)")
     parser.add_argument("--repeats", type=int, default=5, help="runs per variant (default 5)")
     parser.add_argument("--steps", type=int, default=4, help="training iterations per run (default 4)")

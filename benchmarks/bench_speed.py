@@ -142,7 +142,7 @@ def run_variant(args, method: str, variant: str) -> dict | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="cifar")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma list of " + ", ".join(METHODS))
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
