@@ -1,12 +1,17 @@
-"""Encode image + caption WebDataset shards into latent + text-embedding shards with a config's VAE and text encoders.
+"""Encode image or video + caption WebDataset shards into latent + text-embedding shards with a config's VAE and
+text encoders.
 
     python scripts/precompute_latents.py --config=fastgen/configs/experiments/.../config_x.py \
         --input WDS:/data/images --output /data/image_latents --img_size 512 [--image_key jpg] [--batch_size 16]
+    python scripts/precompute_latents.py --config=<a Wan config> --input WDS:/data/videos \
+        --output /data/video_latents --sequence_length 81 --img_size 832 480 [--video_key mp4] [--decoder_type full]
     torchrun --nproc_per_node 8 scripts/precompute_latents.py ...      # shards split over the ranks
 
 The network is the config's `model.net` built with its encoders (`--smoke`: the class's tiny random components,
-for tests). Output shards keep the input names; a rerun skips the finished ones. Train from them with
-`ImageLatentLoaderConfig` (`datatags=["WDS:<output>"]`). Images only: no video VAE ships in this tree yet.
+for tests). `--sequence_length` switches to video: clips decoded as `VideoLoaderConfig` does (frames must be
+(T-1) x the VAE's temporal factor + 1, W and H multiples of its spatial factor x the patch size). Output shards keep
+the input names; a rerun skips the finished ones. Train from them with `ImageLatentLoaderConfig` /
+`VideoLatentLoaderConfig` (`datatags=["WDS:<output>"]`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def build_net(config_path: str, smoke: bool, device: str):
     net = instantiate(net_cfg, **overrides)
     if not hasattr(net, "encode_images") or not hasattr(net, "encode_text"):
         raise ValueError(f"{type(net).__name__} (model.net of {config_path}) has no VAE / text encoders to precompute "
-                         "with; use a config whose network has them (SD15, SDXL, Flux, QwenImage)")
+                         "with; use a config whose network has them (SD15, SDXL, Flux, QwenImage, Wan)")
     return net.to(device).eval()
 
 
@@ -41,29 +46,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="folder or s3://bucket/prefix for the output shards")
     parser.add_argument("--img_size", type=int, nargs="+", default=[512], help="side, or W H")
     parser.add_argument("--image_key", default="jpg")
+    parser.add_argument("--video_key", default="mp4")
+    parser.add_argument("--sequence_length", type=int, default=None, help="frames per clip: encode videos")
+    parser.add_argument("--decoder_type", choices=("segment", "full"), default="segment",
+                        help="video frames: a window seeded by (--seed, sample key), or spread over the clip")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--caption_key", default="txt")
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=None, help="default: 16 images or 1 video")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny random encoders of the same family (tests)")
     args = parser.parse_args(argv)
 
     import torch
 
-    from fastgen.datasets.wds.precompute import precompute
+    from fastgen.datasets.wds.precompute import check_video_input, precompute
     from fastgen.datasets.wds.shards import list_shards
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    img_size = args.img_size[0] if len(args.img_size) == 1 else tuple(args.img_size)
+    video = args.sequence_length is not None
     try:
         shards = list_shards(args.input)
         net = build_net(args.config, args.smoke, device)
-    except (ValueError, FileNotFoundError) as error:
+        if video:
+            check_video_input(net, args.sequence_length, img_size)
+    except (ValueError, FileNotFoundError) as error:  # VideoError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 2
-    img_size = args.img_size[0] if len(args.img_size) == 1 else tuple(args.img_size)
+    media = {"media_key": args.video_key, "sequence_length": args.sequence_length, "decoder_type": args.decoder_type,
+             "seed": args.seed} if video else {"media_key": args.image_key}
+    batch_size = args.batch_size or (1 if video else 16)
     totals = precompute(net, shards, args.output, rank=rank, world_size=world_size, img_size=img_size,
-                        image_key=args.image_key, caption_key=args.caption_key, batch_size=args.batch_size,
-                        show_progress=rank == 0)
+                        caption_key=args.caption_key, batch_size=batch_size, show_progress=rank == 0, **media)
     print(f"rank {rank}: {totals['shards_done']} shards encoded ({totals['written']} samples, {totals['skipped']} "
           f"skipped), {totals['shards_skipped']} already done")
     return 0

@@ -94,8 +94,8 @@ def test_precompute_writes_shards_to_s3_and_skips_finished(uploaded, tmp_path):
     _, remote = uploaded
     shards = list_shards([f"WDS:{remote}"], credential_file=None)
     out = remote.replace("/data", "/latents")
-    first = precompute(MeanEncoder(), shards, out, img_size=8, image_key="png", show_progress=False)
-    again = precompute(MeanEncoder(), shards, out, img_size=8, image_key="png", show_progress=False)
+    first = precompute(MeanEncoder(), shards, out, img_size=8, media_key="png", show_progress=False)
+    again = precompute(MeanEncoder(), shards, out, img_size=8, media_key="png", show_progress=False)
     assert first["shards_done"] == 3 and first["written"] == 24 and again["shards_skipped"] == 3
     loader = WDSLoader([f"WDS:{out}"], batch_size=4, key_map={"real": "latent.pth", "condition": "txt_emb.pth",
                                                               "caption": "txt"}, num_workers=0, rank=0,
