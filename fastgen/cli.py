@@ -121,7 +121,9 @@ def resolve_config(args, evaluation: bool = False):
         checkpointer.save_dir = os.path.join(config.log_config.save_path, checkpointer.save_dir)
     from fastgen.configs.validate import check_micro_batch, validate_config
 
-    validate_config(config)  # bad values fail here, so --dryrun catches them
+    # bad values fail here, so --dryrun catches them; --smoke runs on CPU whatever model.device says, so it skips
+    # only the GPU-presence check (setup validates the smoked config again, in full)
+    validate_config(config, check_gpu=not getattr(args, "smoke", False))
     trainer, model = config.trainer, config.model
     if getattr(model, "fsdp_meta_init", False) and (
         not trainer.fsdp or evaluation or checkpointer.pretrained_ckpt_path
@@ -174,6 +176,9 @@ def setup(args, evaluation: bool = False):
         from fastgen.smoke import apply_smoke
 
         apply_smoke(config)
+        from fastgen.configs.validate import validate_config
+
+        validate_config(config)
     from fastgen.configs.config_utils import serialize_config
 
     if args.dryrun:
@@ -204,23 +209,40 @@ def setup(args, evaluation: bool = False):
 
 
 def _prepare_run_folder(config) -> None:
-    """Rank 0 locks the run folder, refuses mixing runs, removes partial saves, checks writability; every rank
-    raises the same one-line error (the other ranks must not wait for a rank 0 that gave up)."""
+    """Rank 0 locks the run folder, refuses mixing runs (local checkpoints, and with use_s3 the S3 prefix), removes
+    partial saves, checks writability; every rank raises the same one-line error (the other ranks must not wait for
+    a rank 0 that gave up)."""
     from fastgen.utils.distributed import broadcast_object
     from fastgen.utils.run_dir import RunFolderError, prepare_run_folder
 
-    error = None
+    error, failure = None, None  # (usage?, message) for every rank; the exception itself on rank 0
     if current_rank() == 0:
+        checkpointer = config.trainer.checkpointer
+        list_remote = (lambda: _remote_checkpoints(config)) if checkpointer.use_s3 else None
         try:
-            removed = prepare_run_folder(config.log_config.save_path, config.trainer.checkpointer.save_dir,
-                                         resume=config.trainer.resume)
+            removed = prepare_run_folder(config.log_config.save_path, checkpointer.save_dir,
+                                         resume=config.trainer.resume, list_remote=list_remote)
             if removed:
                 logger.info(f"removed {len(removed)} partial checkpoint(s) of an interrupted save: {', '.join(removed)}")
         except RunFolderError as e:
-            error = str(e)
+            error, failure = (True, str(e)), UsageError(str(e))
+        except Exception as e:  # noqa: BLE001 - e.g. S3 unreachable or no credentials: every rank must stop
+            error, failure = (False, str(e)), e
     error = broadcast_object(error)
     if error is not None:
-        raise UsageError(error)
+        if failure is not None:
+            raise failure
+        raise UsageError(error[1]) if error[0] else RuntimeError(error[1])
+
+
+def _remote_checkpoints(config) -> tuple[str, list[str]]:
+    """(S3 prefix, checkpoint names) the run's own S3 backend lists (objects, plus local copies still to upload)."""
+    from fastgen.utils.checkpointer import checkpointer_from_config
+
+    checkpointer = checkpointer_from_config(config.trainer.checkpointer, config.trainer.checkpointer.save_dir,
+                                            sharded=config.trainer.fsdp)
+    names = [os.path.basename(path.rstrip("/")) for _, path in checkpointer.list_checkpoints()]
+    return str(checkpointer.prefix), names
 
 
 def _set_backend_flags(config) -> None:

@@ -34,6 +34,7 @@ from fastgen.utils import instantiate
 from fastgen.utils.checkpointer import (
     Checkpointer,
     CheckpointError,
+    checkpointer_from_config,
     collect_state,
     config_drift,
     load_pretrained_checkpoint,
@@ -146,15 +147,11 @@ class Trainer:
 
     # --- setup --------------------------------------------------------------------------------------------------
     def build_checkpointer(self) -> Checkpointer:
-        """The checkpoint backend: the plain single-file Checkpointer (a sharded DCP / S3 variant with the same
-        save / load / load_latest interface slots in here)."""
+        """The checkpoint backend (fastgen.utils.checkpointer.checkpointer_from_config): single files, or under FSDP
+        sharded DCP folders written and read by every rank; on S3 with `use_s3`."""
         checkpointer_cfg = self.config.trainer.checkpointer
         save_dir = resolve_save_dir(checkpointer_cfg.save_dir, self.save_path)
-        if self.config.trainer.fsdp:  # sharded DCP folders, written and read by every rank
-            from fastgen.utils.dcp_checkpointer import DCPCheckpointer
-
-            return DCPCheckpointer.from_config(checkpointer_cfg, save_dir=save_dir)
-        return Checkpointer.from_config(checkpointer_cfg, save_dir=save_dir)
+        return checkpointer_from_config(checkpointer_cfg, save_dir, sharded=self.config.trainer.fsdp)
 
     def config_yaml(self) -> str:
         """The resolved config as YAML with secrets redacted ('' if it cannot be serialised)."""

@@ -344,6 +344,51 @@ def test_dataset_download_rank0_first_then_cached_on_other_ranks(s3_env, bucket,
     assert results[0]["path"] == s3.cache_path(url) and open(results[0]["path"], "rb").read() == payload
 
 
+def _train_main():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fastgen_train_entry_s3", REPO / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize("fsdp", [False, True], ids=["files", "dcp"])
+def test_fresh_run_over_checkpoints_on_s3_only_is_refused(fsdp, s3_env, bucket, tmp_path, monkeypatch, capsys):
+    """An earlier run left its checkpoints on S3 only (e.g. another machine): a fresh run with the same name is
+    refused before anything is written, naming the S3 prefix and both ways out."""
+    from fastgen.cli import run_cli
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    client = s3.S3Client(credential_file=None)
+    prefix = f"s3://{bucket}/prefix/fastgen/toy/s3run/checkpoints"
+    if fsdp:  # a complete DCP folder: its metadata and extras objects
+        from fastgen.utils.dcp_checkpointer import EXTRAS_FILE, METADATA_FILE
+
+        newest = "0000004"
+        for iteration in ("0000002", newest):
+            for name in (METADATA_FILE, EXTRAS_FILE):
+                client.upload_bytes(b"old run", f"{prefix}/{iteration}/{name}")
+    else:
+        newest = "0000004.pth"
+        for name in ("0000002.pth", newest):
+            client.upload_bytes(b"old run", f"{prefix}/{name}")
+    before = sorted(x["url"] for x in client.list(prefix))
+    args = ["--config=fastgen/configs/experiments/Toy/config_sft.py", "-", "log_config.name=s3run",
+            "trainer.checkpointer.use_s3=True", f"trainer.checkpointer.s3_container=s3://{bucket}/prefix",
+            "trainer.resume=False", "trainer.max_iter=2", f"trainer.fsdp={fsdp}"]
+    monkeypatch.chdir(REPO)
+    assert run_cli(_train_main(), args) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {prefix} already holds 2 checkpoint(s) of another run (newest: {newest}) and trainer.resume=False; "
+        f"start the new run in its own folder with log_config.name=NEW_NAME, or continue that run with "
+        f"trainer.resume=True")
+    assert sorted(x["url"] for x in client.list(prefix)) == before  # nothing on S3 touched
+    run_folder = tmp_path / "out/fastgen/toy/s3run"
+    assert not (run_folder / "config.yaml").exists() and not (run_folder / "run.lock").exists()
+
+
 # --- train.py end to end -----------------------------------------------------------------------------------------------
 def run_train(cwd, out_root, overrides, log_level="INFO"):
     env = {k: v for k, v in os.environ.items() if k not in AWS_VARS and k not in ("WANDB_API_KEY", "RANK")}

@@ -222,3 +222,22 @@ def test_smoke_with_dryrun_prints_the_tiny_config_and_trains_nothing(smoke_env, 
     assert printed["trainer"]["max_iter"] == 2 and printed["model"]["net"]["hidden_dim"] == 16
     assert printed["dataloader_train"]["_target_"] == "fastgen.smoke.SmokeLoader"
     assert not list(smoke_env.rglob("*.pth")) and not list(smoke_env.rglob("config.yaml"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU-only machine")
+def test_smoke_runs_a_gpu_config_on_a_cpu_only_machine(smoke_env, capsys, one_thread):
+    """--smoke forces CPU, so a config naming model.device=cuda is smoke-tested on a laptop (without --smoke it is
+    refused: no GPU here); values smoke does not override stay validated."""
+    path = REPO / "fastgen/configs/experiments/Toy/config_sft.py"
+    code, out, err = smoke_run(path, capsys, "-", "model.device=cuda")
+    assert code == 0, err
+    assert "smoke: model: device 'cuda' -> 'cpu'" in out.splitlines()
+    saved = load_config_from_yaml(os.path.join(_run_dir(out), "config.yaml"))
+    assert saved.model.device == "cpu"
+    code, _, err = smoke_run(path, capsys, "-", "model.device=tpu")  # a name that works nowhere is still refused
+    assert code == 2 and err.splitlines()[-1].startswith("error: model.device='tpu' is not supported")
+    # a value smoke replaces is still checked as the user wrote it: the real run would fail on it
+    code, _, err = smoke_run(path, capsys, "-", "trainer.max_iter=0")
+    assert code == 2 and err.splitlines()[-1] == "error: trainer.max_iter=0 must be a positive integer (the last training iteration)"
+    assert run_cli(TRAIN.main, ["--config", str(path), "-", "model.device=cuda"]) == 2  # without --smoke: refused
+    assert "no CUDA GPU is available here" in capsys.readouterr().err

@@ -94,13 +94,15 @@ def check_optimizers_and_schedulers(model: Any) -> None:
                                   f"(e.g. LambdaLinearScheduler) or the LazyCalls in fastgen.configs.opt")
 
 
-def check_device(device: Any) -> None:
+def check_device(device: Any, check_gpu: bool = True) -> None:
+    """The device name always; whether a GPU is present only with `check_gpu` (--smoke runs on CPU whatever the
+    config names, so a GPU config can be smoke-tested on a laptop)."""
     spec = "auto" if device is None else str(device)
     kind = spec.split(":")[0]
     if kind not in DEVICE_TYPES:
         raise ConfigError(f"model.device={spec!r} is not supported; expected one of {', '.join(DEVICE_TYPES)} "
                           f"(or 'cuda:N')")
-    if kind == "cuda":
+    if kind == "cuda" and check_gpu:
         import torch  # only here: a config naming cuda is about to train on it anyway
 
         if not torch.cuda.is_available():
@@ -108,8 +110,8 @@ def check_device(device: Any) -> None:
                               f"(GPU when present, else CPU) or model.device=cpu")
 
 
-def check_model(model: Any) -> None:
-    check_device(model.device)
+def check_model(model: Any, check_gpu: bool = True) -> None:
+    check_device(model.device, check_gpu)
     check_optimizers_and_schedulers(model)
     use_ema = model.use_ema  # typed Any for OmegaConf's sake, so checked here
     names = [use_ema] if isinstance(use_ema, str) else use_ema
@@ -137,9 +139,12 @@ def check_micro_batch(micro: int, batch_size: int, per_rank: int, batch_size_glo
     )
 
 
-def validate_config(config: Any) -> None:
-    """Raise ConfigError on the first value that cannot work (see the module docstring)."""
+def validate_config(config: Any, check_gpu: bool = True) -> None:
+    """Raise ConfigError on the first value that cannot work (see the module docstring).
+
+    `check_gpu=False` skips only the "is a GPU here" question (see check_device); every value is still checked.
+    """
     check_trainer(config.trainer)
     check_loaders(config)
     check_log_config(config.log_config)
-    check_model(config.model)
+    check_model(config.model, check_gpu)

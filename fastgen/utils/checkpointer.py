@@ -216,6 +216,16 @@ class Checkpointer:
         return None
 
 
+def checkpointer_from_config(checkpointer_config: Any, save_dir: str, sharded: bool) -> Checkpointer:
+    """The backend a run uses (the trainer, and the fresh-run check before it): sharded DCP folders under FSDP,
+    single files otherwise; each on S3 when `use_s3` is set."""
+    if sharded:
+        from fastgen.utils.dcp_checkpointer import DCPCheckpointer  # (imports this module)
+
+        return DCPCheckpointer.from_config(checkpointer_config, save_dir=save_dir)
+    return Checkpointer.from_config(checkpointer_config, save_dir=save_dir)
+
+
 def error_line(error: BaseException) -> str:
     """First line of an error's message (S3Errors are already one redacted line), or its type name."""
     text = str(error).strip()

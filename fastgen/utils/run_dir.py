@@ -6,7 +6,9 @@
    refused; a lock whose process is gone (same host, pid not running, e.g. after `kill -9`) is stale and taken over.
    The lock is removed when the process exits. The same process may lock again (the demo trains several stages).
 2. **No mixing.** A fresh run (`trainer.resume=False`) into a folder that already holds checkpoints is refused: its
-   first save would interleave with the other run's files and a later resume would pick up the wrong one.
+   first save would interleave with the other run's files and a later resume would pick up the wrong one. With
+   `trainer.checkpointer.use_s3` the run's S3 prefix is listed too (through the checkpointer's own listing), so an
+   earlier run whose checkpoints live on S3 only is found from any machine.
 3. **Leftovers.** Partial checkpoints of a killed save (`.0000100.pth.tmp<pid>` files, `0000100.tmp/` DCP folders)
    are removed: they are never loaded, but they hold disk space.
 4. **Writable.** The checkpoint folder is created and a probe file written, so a read-only or full disk fails now,
@@ -22,6 +24,7 @@ import re
 import shutil
 import socket
 import time
+from collections.abc import Callable
 
 LOCK_FILE = "run.lock"
 # complete checkpoints: single files (fastgen.utils.checkpointer) and DCP folders (fastgen.utils.dcp_checkpointer)
@@ -116,16 +119,15 @@ def local_checkpoints(save_dir: str) -> list[str]:
     return sorted(name for name in os.listdir(save_dir) if CHECKPOINT_NAME.match(name))
 
 
-def refuse_fresh_run_over_checkpoints(save_dir: str, resume: bool) -> None:
-    if resume:
+def refuse_fresh_run_over_checkpoints(location: str, found: list[str], resume: bool) -> None:
+    """Refuse a fresh run when `location` (a folder or an S3 prefix) holds the checkpoints named in `found`."""
+    if resume or not found:
         return
-    found = local_checkpoints(save_dir)
-    if found:
-        raise RunFolderError(
-            f"{save_dir} already holds {len(found)} checkpoint(s) of another run (newest: {found[-1]}) and "
-            f"trainer.resume=False; start the new run in its own folder with log_config.name=NEW_NAME, or continue "
-            f"that run with trainer.resume=True"
-        )
+    raise RunFolderError(
+        f"{location} already holds {len(found)} checkpoint(s) of another run (newest: {found[-1]}) and "
+        f"trainer.resume=False; start the new run in its own folder with log_config.name=NEW_NAME, or continue "
+        f"that run with trainer.resume=True"
+    )
 
 
 def remove_partial_checkpoints(save_dir: str) -> list[str]:
@@ -165,11 +167,18 @@ def check_writable(folder: str) -> None:
         ) from None
 
 
-def prepare_run_folder(run_dir: str, save_dir: str, resume: bool) -> list[str]:
-    """Steps 1-4 of the module docstring; returns the names of removed partial checkpoints."""
+def prepare_run_folder(run_dir: str, save_dir: str, resume: bool,
+                       list_remote: Callable[[], tuple[str, list[str]]] | None = None) -> list[str]:
+    """Steps 1-4 of the module docstring; returns the names of removed partial checkpoints.
+
+    `list_remote` (called only for a fresh run) returns (location, sorted checkpoint names) of the checkpoints the
+    run's backend keeps elsewhere, e.g. on S3 (fastgen.cli passes the checkpointer's own listing).
+    """
     acquire_run_lock(run_dir)
     try:
-        refuse_fresh_run_over_checkpoints(save_dir, resume)
+        refuse_fresh_run_over_checkpoints(save_dir, local_checkpoints(save_dir), resume)
+        if list_remote is not None and not resume:
+            refuse_fresh_run_over_checkpoints(*list_remote(), resume)
         removed = remove_partial_checkpoints(save_dir)
         check_writable(save_dir)
     except BaseException:
