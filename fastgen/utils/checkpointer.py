@@ -284,15 +284,7 @@ class S3Checkpointer(Checkpointer):
 
     @classmethod
     def from_config(cls, checkpointer_config: Any, save_dir: str | None = None) -> S3Checkpointer:
-        return cls(
-            s3_container=checkpointer_config.s3_container,
-            key_prefix=s3_key_prefix(save_dir or checkpointer_config.save_dir),
-            credential_file=getattr(checkpointer_config, "s3_credential", None),
-            local_copy_type=checkpointer_config.s3_local_copy_type,
-            pretrained_ckpt_path=checkpointer_config.pretrained_ckpt_path,
-            pretrained_ckpt_key_map=checkpointer_config.pretrained_ckpt_key_map,
-            keep_last=getattr(checkpointer_config, "keep_last", 0),
-        )
+        return cls(**s3_checkpointer_kwargs(checkpointer_config, save_dir))
 
     def url(self, iteration: int) -> str:
         return str(self.prefix.join(f"{int(iteration):07d}.pth"))
@@ -372,6 +364,19 @@ def s3_key_prefix(save_dir: str) -> str:
                          f"FASTGEN_OUTPUT_ROOT ({root}), but save_dir {save_dir} lies outside it; set "
                          "trainer.checkpointer.save_dir to a relative path (default 'checkpoints')")
     return relative.replace(os.sep, "/")
+
+
+def s3_checkpointer_kwargs(checkpointer_config: Any, save_dir: str | None = None) -> dict:
+    """Constructor arguments shared by the S3 checkpointers (single files and DCP folders), from the config."""
+    return dict(
+        s3_container=checkpointer_config.s3_container,
+        key_prefix=s3_key_prefix(save_dir or checkpointer_config.save_dir),
+        credential_file=getattr(checkpointer_config, "s3_credential", None),
+        local_copy_type=checkpointer_config.s3_local_copy_type,
+        pretrained_ckpt_path=checkpointer_config.pretrained_ckpt_path,
+        pretrained_ckpt_key_map=checkpointer_config.pretrained_ckpt_key_map,
+        keep_last=getattr(checkpointer_config, "keep_last", 0),
+    )
 
 
 # --- model <-> state ---------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from loguru import logger
 
 from fastgen.utils import distributed as dist_utils
 from fastgen.utils import s3
-from fastgen.utils.checkpointer import error_line, prunable, prune_or_warn, s3_key_prefix
+from fastgen.utils.checkpointer import error_line, prunable, prune_or_warn, s3_checkpointer_kwargs
 from fastgen.utils.dcp_checkpointer import (
     EXTRAS_FILE,
     FOLDER_PATTERN,
@@ -54,15 +54,7 @@ class S3DCPCheckpointer(DCPCheckpointer):
 
     @classmethod
     def from_config(cls, checkpointer_config: Any, save_dir: str | None = None) -> S3DCPCheckpointer:
-        return cls(
-            s3_container=checkpointer_config.s3_container,
-            key_prefix=s3_key_prefix(save_dir or checkpointer_config.save_dir),
-            credential_file=getattr(checkpointer_config, "s3_credential", None),
-            local_copy_type=checkpointer_config.s3_local_copy_type,
-            pretrained_ckpt_path=checkpointer_config.pretrained_ckpt_path,
-            pretrained_ckpt_key_map=checkpointer_config.pretrained_ckpt_key_map,
-            keep_last=getattr(checkpointer_config, "keep_last", 0),
-        )
+        return cls(**s3_checkpointer_kwargs(checkpointer_config, save_dir))
 
     def url(self, iteration: int) -> str:
         return str(self.prefix.join(f"{int(iteration):07d}"))
