@@ -388,6 +388,8 @@ class WandbCallback(Callback):
                 # diffusers-backed video nets (HFNetwork) keep their VAE among the encoders; a latent video has no
                 # viewable form otherwise (image grids show latent channels as they are)
                 images = unwrap_module(net).decode_latents(images)
+            if images.ndim == 5 and images.shape[1] not in (1, 3):
+                return None  # latent video without a VAE (e.g. pre-encoded data, encoders off): nothing to show
         return images.detach().float().cpu()
 
     def _media(self, key: str, images: torch.Tensor, png_name: str) -> dict[str, Any]:

@@ -36,3 +36,12 @@ def apply_wan_distill(config, t_list=WAN_T_LIST_4) -> None:
     config.model.student_sample_steps = len(t_list) - 1
     config.model.student_sample_type = "ode"
     config.model.sample_t_cfg.t_list = list(t_list)
+
+
+def apply_wan_14b_fsdp(config) -> None:
+    """14B parameters: FSDP2 with meta-device init (rank 0 loads, the others receive), bf16 weights with float32
+    gradient reduction."""
+    config.trainer.fsdp = True
+    config.model.fsdp_meta_init = True
+    config.model.precision = "bfloat16"
+    config.model.precision_fsdp = "float32"
