@@ -87,6 +87,25 @@ def test_t2v_writes_one_mp4_per_prompt_and_seed_equal_to_the_decoded_sample(scri
     assert np.asarray(Image.open(out / "contact_sheet.png")).shape == (4 * 18 + 2, 8 * 18 + 2, 3)
 
 
+def test_teacher_sampling_with_cfg_equals_the_networks_own_sample(script, tmp_path, one_thread):
+    """--sampler_type teacher: the network's sample() (shipped UniPC scheduler, CFG against the empty prompt)."""
+    from fastgen.export.student import build_student, checkpoint_network_state
+
+    cfg, ckpt, config = student(tmp_path, "wan")
+    out = tmp_path / "teacher"
+    torch.manual_seed(0)
+    code = run_cli(script.main, [f"--config={cfg}", f"--ckpt_path={ckpt}", "--prompt=a cat", "--seeds=1",
+                                 "--sampler_type=teacher", "--num_steps=2", "--guidance_scale=4.0", "--lossless",
+                                 f"--out_dir={out}"])
+    assert code == 0
+    torch.manual_seed(0)
+    net = build_student(config, checkpoint_network_state(ckpt)[0], ckpt)
+    noise = torch.randn((4, 5, 8, 8), generator=torch.Generator().manual_seed(1))[None]
+    latents = net.sample(noise, net.encode_text(["a cat"]), guidance_scale=4.0, num_steps=2)
+    expected = video_to_uint8(net.decode_latents(latents).clamp(-1, 1)[0], "CTHW")
+    assert np.array_equal(read_video(out / "videos" / "000_a-cat_s1.mp4").frames, expected)
+
+
 def test_i2v_conditions_on_the_image(script, tmp_path, one_thread):
     cfg, ckpt, config = student(tmp_path, "wan_i2v")
     pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
@@ -99,6 +118,7 @@ def test_i2v_conditions_on_the_image(script, tmp_path, one_thread):
     data = read_video(out / "videos" / "000_a-cat_s2.mp4")
     image = torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
     assert data.fps == 16.0 and np.array_equal(data.frames, expected_video(config, ckpt, "a cat", 2, image))
+    assert not np.array_equal(data.frames, expected_video(config, ckpt, "a cat", 2, -image))  # the image counts
 
 
 @pytest.mark.parametrize("family, extra, message", [
