@@ -1,4 +1,4 @@
-"""A tiny SD1.5 (or Flux) experiment (random components from fastgen/networks/hf/tiny.py, nothing downloaded) for the
+"""A tiny SD1.5 (or Flux, Wan T2V / I2V) experiment (random components from fastgen/networks/hf/tiny.py, nothing downloaded) for the
 export, inference and LoRA tests: as a config object, or as a config file a CLI can load."""
 
 import textwrap
@@ -14,7 +14,7 @@ CONFIG_TEMPLATE = textwrap.dedent('''
         config.model.net = {net}
         config.model.net.load_pretrained = False
         config.model.net.component_configs = tiny_components("{family}")
-        config.model.input_shape = [4, 8, 8]
+        config.model.input_shape = {input_shape}
         config.model.device = "cpu"
         config.model.discriminator = None
         if hasattr(config.model, "gan_loss_weight_gen"):
@@ -26,13 +26,17 @@ CONFIG_TEMPLATE = textwrap.dedent('''
 ''')
 
 
-NET_CONFIGS = {"sd15": "SD15Config", "flux": "FluxConfig"}
+NET_CONFIGS = {"sd15": "SD15Config", "flux": "FluxConfig", "wan": "Wan_1_3B_Config",
+               "wan_i2v": "Wan21_I2V_14B_480P_Config"}
+# video latents: 5 latent frames (9 pixel frames with the tiny VAE's 2x time factor) at 8x8 (16x16 pixels)
+INPUT_SHAPES = {"wan": [4, 5, 8, 8], "wan_i2v": [4, 5, 8, 8]}
 
 
 def write_config(directory, method="dmd2", family="sd15"):
     """config_tiny_<family>_<method>.py in `directory` (a CLI-loadable experiment config); returns its path."""
     path = directory / f"config_tiny_{family}_{method}.py"
-    path.write_text(CONFIG_TEMPLATE.format(method=method, net=NET_CONFIGS[family], family=family))
+    path.write_text(CONFIG_TEMPLATE.format(method=method, net=NET_CONFIGS[family], family=family,
+                                        input_shape=INPUT_SHAPES.get(family, [4, 8, 8])))
     return str(path)
 
 

@@ -141,17 +141,6 @@ def resolve_classes(args: argparse.Namespace, label_dim: int) -> list[int]:
     return list(range(label_dim))
 
 
-def load_network(config, ckpt_path: str, net_key: str):
-    """The config's model.net with weights from a fastgen checkpoint (network `net_key`) or a state-dict file;
-    LoRA-aware (fastgen.export.student). Without a path, a diffusers network with load_pretrained keeps its hub
-    weights."""
-    from fastgen.export.student import build_student, checkpoint_network_state
-
-    if not ckpt_path and getattr(config.model.net, "load_pretrained", False):
-        return build_student(config, None), f"pretrained weights of {config.model.net.get('model_id')}"
-    state, source = checkpoint_network_state(ckpt_path, net_key)
-    return build_student(config, state, ckpt_path), source
-
 
 def make_sampler(config, net, sampler_type: str, num_steps: int | None, guidance_scale: float | None):
     """(noise, condition) -> images, and a description of the sampler."""
@@ -184,92 +173,16 @@ def make_sampler(config, net, sampler_type: str, num_steps: int | None, guidance
     return sample, f"{sampler_type}, {steps} network evaluations" + (f", CFG {scale}" if scale is not None else "")
 
 
-def read_prompts(args: argparse.Namespace) -> list[str] | None:
-    """Prompts from --prompt / --prompts (one per line, blank lines skipped); None when neither is given."""
-    from fastgen.cli import UsageError
-
-    if args.prompt is not None and args.prompts is not None:
-        raise UsageError("give either --prompt or --prompts, not both")
-    if args.prompt is not None:
-        if not args.prompt.strip():
-            raise UsageError("--prompt is empty")
-        return [args.prompt]
-    if args.prompts is None:
-        return None
-    if not os.path.isfile(args.prompts):
-        raise UsageError(f"--prompts {args.prompts} does not exist (a text file with one prompt per line)")
-    with open(args.prompts) as file:
-        prompts = [line.strip() for line in file if line.strip()]
-    if not prompts:
-        raise UsageError(f"--prompts {args.prompts} holds no prompt (a text file with one prompt per line)")
-    return prompts
 
 
-def parse_seeds(text: str | None, seed: int, count: int) -> list[int]:
-    """'0,5,7' / '0-3' (inclusive) / mixes; None -> seed, seed+1, ..., seed+count-1."""
-    from fastgen.cli import UsageError
-
-    if text is None:
-        return [seed + k for k in range(count)]
-    seeds = []
-    for part in (p.strip() for p in text.split(",")):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not match or (match.group(2) is not None and int(match.group(2)) < int(match.group(1))):
-            raise UsageError(f"--seeds {text!r}: expected non-negative integers or ranges like 0-3, comma-separated")
-        seeds += list(range(int(match.group(1)), int(match.group(2) or match.group(1)) + 1))
-    return seeds
-
-
-def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, guidance_scale: float | None):
-    """(noise, prompt embeddings) -> latents for a text-to-image network, and a description of the sampler."""
-    import torch
-
-    from fastgen.cli import UsageError
-    from fastgen.networks.samplers import guided_x0_fn, student_sample
-
-    target = str(config.model_class.get("_target_", ""))
-    if sampler_type == "auto":
-        sampler_type = "teacher" if target.endswith("SFTModel") else "student"
-    if sampler_type in ("heun", "euler"):
-        raise UsageError(f"{type(net).__name__} samples teacher-style with the scheduler it ships with: use "
-                         "--sampler_type auto (SFT configs) or student")
-    steps = int(num_steps if num_steps is not None else config.model.student_sample_steps)
-    if steps < 1:
-        raise ValueError(f"--num_steps must be >= 1; got {steps}")
-    if sampler_type == "teacher":
-        scale = guidance_scale if guidance_scale is not None else config.model.guidance_scale
-
-        @torch.no_grad()
-        def sample(noise, condition, generator=None):
-            return net.sample(noise, condition=condition, guidance_scale=scale, num_steps=steps)
-
-        return sample, f"the model's scheduler, {steps} steps" + (f", CFG {scale}" if scale is not None else "")
-    t_list = config.model.sample_t_cfg.t_list
-    if t_list is None or len(t_list) != steps + 1:
-        t_list = net.noise_scheduler.get_t_list(steps)
-    t_list = torch.as_tensor(list(t_list), dtype=torch.float64)
-
-    @torch.no_grad()
-    def sample(noise, condition, generator=None):
-        neg = None
-        if guidance_scale is not None:
-            neg = net.encode_text([""] * noise.shape[0], device=noise.device)
-        x0_fn = guided_x0_fn(net, condition, neg, guidance_scale)
-        return student_sample(x0_fn, noise, t_list.to(noise.device), net.noise_scheduler,
-                              sample_type=config.model.student_sample_type, generator=generator)
-
-    cfg = f", CFG {guidance_scale}" if guidance_scale is not None else ""
-    return sample, f"student sampler, {steps} step(s) ({config.model.student_sample_type}){cfg}"
-
-
-def slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:limit] or "prompt"
 
 
 def text_to_image(args: argparse.Namespace, config, net, prompts: list[str], device, out_dir: str) -> list:
     """Sample one image per (prompt, seed), prompt-major; returns the jobs and the images in [-1, 1]."""
     import torch
     from loguru import logger
+
+    from fastgen.inference import make_text_sampler, parse_seeds, slug
 
     seeds = parse_seeds(args.seeds, args.seed, args.num_samples_per_class)
     sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
@@ -332,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from loguru import logger
 
     from fastgen.cli import UsageError, check_image_config, check_opts, resolve_config
+    from fastgen.inference import load_network, read_prompts
     from fastgen.methods.model import resolve_device
     from fastgen.utils.image_grid import save_image_grid
     from fastgen.utils.logging import setup_logging
