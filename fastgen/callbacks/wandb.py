@@ -384,6 +384,12 @@ class WandbCallback(Callback):
             vae = getattr(unwrap_module(net), "vae", None) if isinstance(net, torch.nn.Module) else None
             if vae is not None and hasattr(vae, "decode"):
                 images = vae.decode(images)  # a video VAE decodes the whole [N, C, T, h, w] latent
+            elif images.ndim == 5 and getattr(unwrap_module(net), "has_preprocessors", False):
+                # diffusers-backed video nets (HFNetwork) keep their VAE among the encoders; a latent video has no
+                # viewable form otherwise (image grids show latent channels as they are)
+                images = unwrap_module(net).decode_latents(images)
+            if images.ndim == 5 and images.shape[1] not in (1, 3):
+                return None  # latent video without a VAE (e.g. pre-encoded data, encoders off): nothing to show
         return images.detach().float().cpu()
 
     def _media(self, key: str, images: torch.Tensor, png_name: str) -> dict[str, Any]:
