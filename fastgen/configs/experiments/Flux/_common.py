@@ -2,16 +2,11 @@
 input, see FluxConfig)."""
 
 from fastgen.configs.data import ImageLoaderConfig
+from fastgen.configs.experiments._pretrained import apply_pretrained_family
 from fastgen.configs.net import FluxConfig
 
 FLUX_INPUT_SHAPE = [16, 64, 64]
 
 
 def apply_flux(config, name: str) -> None:
-    config.model.net = FluxConfig
-    config.model.input_shape = list(FLUX_INPUT_SHAPE)
-    config.model.enable_preprocessors = True
-    config.dataloader_train = ImageLoaderConfig
-    config.dataloader_train.img_size = 512
-    config.log_config.group = "flux"
-    config.log_config.name = name
+    apply_pretrained_family(config, FluxConfig, FLUX_INPUT_SHAPE, ImageLoaderConfig, {"img_size": 512}, "flux", name)

@@ -5,19 +5,15 @@ not exist (`HiDreamG5_JourneyDB_Loader_Config`); point `dataloader_train.datatag
 """
 
 from fastgen.configs.data import ImageLoaderConfig
+from fastgen.configs.experiments._pretrained import apply_pretrained_family
 from fastgen.configs.net import QwenImageConfig
 
 QWEN_IMAGE_INPUT_SHAPE = [16, 64, 64]
 
 
 def apply_qwen_image(config, name: str) -> None:
-    config.model.net = QwenImageConfig
-    config.model.input_shape = list(QWEN_IMAGE_INPUT_SHAPE)
-    config.model.enable_preprocessors = True
-    config.dataloader_train = ImageLoaderConfig
-    config.dataloader_train.img_size = 512
-    config.log_config.group = "qwen_image"
-    config.log_config.name = name
+    apply_pretrained_family(config, QwenImageConfig, QWEN_IMAGE_INPUT_SHAPE, ImageLoaderConfig, {"img_size": 512},
+                            "qwen_image", name)
 
 
 def apply_large_model_fsdp(config) -> None:

@@ -5,6 +5,7 @@ encoder running on the fly (`model.enable_preprocessors`), or latent/embedding s
 """
 
 from fastgen.configs.data import ImageLoaderConfig
+from fastgen.configs.experiments._pretrained import apply_pretrained_family
 from fastgen.configs.net import SD15Config
 
 SD15_INPUT_SHAPE = [4, 64, 64]  # 512 px through the VAE (factor 8)
@@ -12,13 +13,7 @@ SD15_INPUT_SHAPE = [4, 64, 64]  # 512 px through the VAE (factor 8)
 
 def apply_sd15(config, name: str, img_size: int = 512) -> None:
     """SD1.5 teacher/student from the hub, pixel + caption shards encoded on the fly."""
-    config.model.net = SD15Config
-    config.model.input_shape = list(SD15_INPUT_SHAPE)
-    config.model.enable_preprocessors = True
-    config.dataloader_train = ImageLoaderConfig
-    config.dataloader_train.img_size = img_size
-    config.log_config.group = "sd15"
-    config.log_config.name = name
+    apply_pretrained_family(config, SD15Config, SD15_INPUT_SHAPE, ImageLoaderConfig, {"img_size": img_size}, "sd15", name)
 
 
 def apply_sd_dmd2(config, lr: float, discriminator, gan_loss_weight_gen: float, guidance_scale: float) -> None:

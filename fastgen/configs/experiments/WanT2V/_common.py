@@ -2,6 +2,7 @@
 spatial and 4x temporal compression) and the 4-step distillation recipe."""
 
 from fastgen.configs.data import VideoLoaderConfig
+from fastgen.configs.experiments._pretrained import apply_pretrained_family, video_loader_size
 from fastgen.configs.net import Wan21_T2V_14B_Config, Wan_1_3B_Config
 
 WAN_INPUT_SHAPE = [16, 21, 60, 104]
@@ -10,25 +11,13 @@ WAN_T_LIST_4 = [0.999, 0.937, 0.833, 0.624, 0.0]
 WAN_T_LIST_2 = [0.999, 0.833, 0.0]
 
 
-def video_loader_size(input_shape) -> dict:
-    """Pixel size for the video loader from a latent shape [C, T, H, W]: (width, height) = 8x the latent and
-    (T - 1) * 4 + 1 frames, the causal VAE's first frame being encoded alone."""
-    _, t, h, w = input_shape
-    return {"img_size": (w * 8, h * 8), "sequence_length": (t - 1) * 4 + 1}
-
-
 def apply_wan(config, name: str, size: str = "1.3b") -> None:
     """Wan 2.1 T2V (1.3B or 14B) from the hub, mp4 + caption shards encoded on the fly."""
-    config.model.net = {"1.3b": Wan_1_3B_Config, "14b": Wan21_T2V_14B_Config}[size]
-    config.model.input_shape = list(WAN_INPUT_SHAPE)
-    config.model.enable_preprocessors = True
-    config.dataloader_train = VideoLoaderConfig
-    for key, value in video_loader_size(WAN_INPUT_SHAPE).items():
-        setattr(config.dataloader_train, key, value)
+    net = {"1.3b": Wan_1_3B_Config, "14b": Wan21_T2V_14B_Config}[size]
+    apply_pretrained_family(config, net, WAN_INPUT_SHAPE, VideoLoaderConfig, video_loader_size(WAN_INPUT_SHAPE),
+                            "wan_t2v", name)
     # training t from the shifted distribution (shift 5, the SampleTConfig default) the Wan teacher was trained on
     config.model.sample_t_cfg.time_dist_type = "shifted"
-    config.log_config.group = "wan_t2v"
-    config.log_config.name = name
 
 
 def apply_wan_distill(config, t_list=WAN_T_LIST_4) -> None:
