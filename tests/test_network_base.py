@@ -106,10 +106,15 @@ def test_fsdp_units_default_and_causal_base():
         def clear_caches(self):
             self.cleared = True
 
-    c = Causal(chunk_size=3, total_num_frames=7, schedule_type="rf", net_pred_type="flow")
+    c = Causal(chunk_size=3, total_num_frames=6, schedule_type="rf", net_pred_type="flow")
     assert c.num_chunks == 2 and c.chunk_size == 3 and c.noise_scheduler.name == "rf"
-    with pytest.raises(ValueError, match="chunk_size"):
-        Causal(chunk_size=8, total_num_frames=7)
+    c.check_chunked(9)
+    for bad in (7, 0):
+        with pytest.raises(ValueError, match="not a multiple of chunk_size=3"):
+            c.check_chunked(bad)
+    for size, frames in ((8, 7), (3, 7)):
+        with pytest.raises(ValueError, match="chunk_size must divide"):
+            Causal(chunk_size=size, total_num_frames=frames)
 
 
 def test_default_sample_uses_samplers_with_cfg():

@@ -178,26 +178,48 @@ def _checkpointed_forward(forward, *args, **kwargs):
 
 
 class CausalFastGenNetwork(FastGenNetwork):
-    """Autoregressive (chunk-by-chunk) video networks with KV caches.
+    """Autoregressive (chunk-by-chunk) video networks with a KV cache.
 
-    Video is generated in chunks of `chunk_size` latent frames out of `total_num_frames`; t may be per frame
-    [B, T]. Forward takes the extra kwargs cache_tag="pos", cur_start_frame, store_kv, is_ar, frame_offset.
+    A video of `total_num_frames` latent frames is made of chunks of `chunk_size` frames (chunk_size must divide the
+    frame count: checked here and at every forward). Frame axis: dim 2 of x ([B, C, T, H, W]; toy nets use H=W=1).
+    Attention is block-causal: a frame of chunk k sees every frame of chunks <= k and nothing later.
+    t is [B] or per frame [B, T] (constant within a chunk for the causal methods).
+
+    forward(x_t, t, condition=None, ..., cache_tag="pos", cur_start_frame=0, store_kv=False, is_ar=False,
+            frame_offset=0):
+      * is_ar=False: x_t holds frames [0, T) of the whole video; one block-causal pass; the cache is neither read
+        nor written (training: teacher forcing / diffusion forcing).
+      * is_ar=True: x_t holds the frames [cur_start_frame, cur_start_frame + n) of one or more whole chunks; they
+        attend to the cached entries of `cache_tag` for frames < cur_start_frame (within the cache window) and to
+        themselves. store_kv=True writes this call's keys/values for those frames into the `cache_tag` cache
+        (replacing entries already there for the same frames); store_kv=False leaves every cache unchanged.
+        Separate tags keep separate caches (e.g. "pos"/"neg" for the two CFG branches).
+      * frame_offset is added to every frame's position (rotary embeddings): positions are cur_start_frame +
+        frame_offset + i. Rotary attention depends only on position differences, so a rolling cache window
+        keeps the distances seen in training when generating past total_num_frames.
+    clear_caches() drops every cache (call before a new video).
     """
 
     def __init__(self, chunk_size: int = 3, total_num_frames: int = 21, **kwargs):
         super().__init__(**kwargs)
-        if chunk_size < 1 or total_num_frames < chunk_size:
+        if chunk_size < 1 or total_num_frames < chunk_size or total_num_frames % chunk_size:
             raise ValueError(
-                f"need 1 <= chunk_size <= total_num_frames; got chunk_size={chunk_size}, "
-                f"total_num_frames={total_num_frames}"
+                f"chunk_size must divide total_num_frames (latent frames); got chunk_size={chunk_size}, "
+                f"total_num_frames={total_num_frames}: pick a chunk size that divides the frame count"
             )
         self.chunk_size = int(chunk_size)
         self.total_num_frames = int(total_num_frames)
 
     @property
     def num_chunks(self) -> int:
-        """Chunks per video; the first chunk absorbs total_num_frames % chunk_size extra frames."""
+        """Chunks per training-length video."""
         return self.total_num_frames // self.chunk_size
+
+    def check_chunked(self, num_frames: int) -> None:
+        """One-line error when a call's frame count is not a whole number of chunks."""
+        if num_frames < 1 or num_frames % self.chunk_size:
+            raise ValueError(f"{type(self).__name__}: {num_frames} latent frames is not a multiple of chunk_size="
+                             f"{self.chunk_size}; pass whole chunks (or set chunk_size to a divisor of the frames)")
 
     @abstractmethod
     def clear_caches(self) -> None:
