@@ -29,8 +29,9 @@ def apply_wan_distill(config, t_list=WAN_T_LIST_4) -> None:
 
 def apply_wan_14b_fsdp(config) -> None:
     """14B parameters: FSDP2 with meta-device init (rank 0 loads, the others receive), bf16 weights with float32
-    gradient reduction."""
+    gradient reduction, each transformer block's activations recomputed in backward (inside its FSDP unit)."""
     config.trainer.fsdp = True
+    config.model.activation_checkpointing = True
     config.model.fsdp_meta_init = True
     config.model.precision = "bfloat16"
     config.model.precision_fsdp = "float32"
