@@ -177,10 +177,11 @@ def test_fsdp_activation_checkpointing_wan_same_gradients(fsdp_runs):
     torch.manual_seed(ENCODER_SEED)
     ref_net.init_preprocessors()
     ref_encoded = ref_net.encode_text(["a cat"], device="cpu")["prompt_embeds"]
+    refs = {mode: _reference(mode) for mode in FEATURE_MODES}
     for rank, runs in enumerate(run["wan"] for run in fsdp_runs):
         assert runs["wrapped"] == len(ref_net.denoiser.blocks)
         for mode in FEATURE_MODES:
-            ref_losses, ref_grads = _reference(mode)
+            ref_losses, ref_grads = refs[mode]
             plain, ckpt = runs[False, mode], runs[True, mode]
             torch.testing.assert_close(plain["loss"], ref_losses[rank], atol=1e-5, rtol=1e-5)
             assert ckpt["loss"].item() == plain["loss"].item()
