@@ -83,3 +83,14 @@ def test_encoders_device_cpu_keeps_the_encoders_on_the_cpu(one_thread):
     with pytest.raises(RuntimeError, match="meta"):  # T5's padding-mask check cannot run on the meta device
         follow.encode_text(PROMPTS, device="meta")
     assert {p.device.type for p in follow.encoders["text_encoder"].parameters()} == {"meta"}
+
+
+@pytest.mark.parametrize("name", ["config_sft_14b", "config_dmd2_14b"])
+def test_wan_14b_configs_turn_on_the_scale_switches(name):
+    from fastgen.configs.experiments.WanT2V import config_dmd2_14b, config_sft_14b
+
+    config = {"config_sft_14b": config_sft_14b, "config_dmd2_14b": config_dmd2_14b}[name].create_config()
+    model = config.model
+    assert config.trainer.fsdp and model.fsdp_meta_init and model.activation_checkpointing
+    assert (model.precision, model.precision_fsdp) == ("bfloat16", "float32")
+    assert model.net.model_id == "Wan-AI/Wan2.1-T2V-14B-Diffusers"
