@@ -76,6 +76,24 @@ class FamilyAdapter:
     def native_output(self, net, raw, x):
         return raw
 
+    def preserve_conditioning(self, net, out, x_t, t, condition):
+        """The native prediction after the family's fixed conditioning parts are imposed (Wan 2.2 I2V: the first
+        latent frame predicts the clean image latent). Default: unchanged."""
+        return out
+
+    # -- MeanFlow's r embedding (r_embedding.py): families that support it name their time embedder --
+    def time_embedder(self, denoiser) -> nn.Module | None:
+        """The module whose output is the time embedding (the r embedding is added to it); None: no r support."""
+        return None
+
+    def time_input(self, net, x, t):
+        """Our schedule time -> the `timestep` input of the denoiser for latents x."""
+        return self.model_timestep(net, t)
+
+    def time_features(self, net, timestep):
+        """The denoiser's timestep input -> what its time embedder takes (sinusoidal features)."""
+        raise NotImplementedError
+
     def feature_blocks(self, denoiser) -> list[nn.Module]:
         raise NotImplementedError
 

@@ -173,6 +173,13 @@ WAN_I2V = {
     "image_processor": dict(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
 }
 
+# Wan 2.2 TI2V-5B layout: the residual patchified VAE (12 = 3 x 2 x 2 channels in, 4x space: 16x16 pixels -> 4x4)
+WAN22_I2V = {
+    **WAN,
+    "vae": dict(WAN["vae"], is_residual=True, patch_size=2, in_channels=12, out_channels=12, dim_mult=[2, 2],
+                scale_factor_spatial=4),
+}
+
 # 2B layout (sin-cos positions); the 5B one is the same with use_rotary_positional_embeddings=True
 COGVIDEOX = {
     "transformer": dict(
@@ -196,6 +203,7 @@ COGVIDEOX = {
 
 FAMILIES = {
     "sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "wan_i2v": WAN_I2V,
+    "wan22_i2v": WAN22_I2V,
     "cogvideox": COGVIDEOX,
 }
 
