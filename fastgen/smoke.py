@@ -6,11 +6,13 @@ keys -- and shrinks only what makes it big:
     (`FastGenNetwork.smoke_overrides(kwargs)`), pretrained weights skipped;
   * discriminator heads are fitted to the tiny teacher's real features: smoke probes the teacher once and passes
     the feature shapes to `Discriminator.smoke_overrides(kwargs, feature_shapes)`;
-  * `model.input_shape` shrinks to SMOKE_SPATIAL_SIZE per spatial side;
+  * `model.input_shape` shrinks to SMOKE_SPATIAL_SIZE per spatial side (networks that encode raw pixel batches on
+    the fly: to the shape of their tiny encoders' latents of the synthetic batch, so noise and data agree);
   * the data loader is replaced by `SmokeLoader`, which yields the batches of the loader class's own
     `smoke_batch(kwargs, batch_size)` (the real keys and dtypes at the reduced size); `kwargs` are the loader
     config's plus `input_shape` (the tiny model.input_shape) and, when the loader config leaves it unset,
-    `label_dim` (the student's);
+    `label_dim` (the student's); tensor files are sized by `sample_shapes` (teacher paths: as many states as the
+    student's t_list, which a k-step KD student needs at least);
   * sampling steps capped at 2 (a student's explicit t_list is kept);
   * 2 iterations of batch 2 on one CPU process in float32 (DDP/FSDP, AMP, S3 and W&B off), one checkpoint and
     config.yaml under a fresh temporary output root, which is printed and kept for inspection.

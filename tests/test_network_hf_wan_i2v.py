@@ -168,3 +168,20 @@ def test_mean_flow_trains_a_tiny_wan_through_its_jvp(one_thread):
     with torch.no_grad():
         second = step()
     assert torch.isfinite(second["total_loss"]) and second["v_loss"] != first["v_loss"]
+
+
+def test_wan22_i2v_r_embedding_per_token(wan22_i2v):
+    """Per-token time (Wan 2.2): the r embedding follows the token layout; the image frame stays the image."""
+    net = tiny_net("wan22_i2v", seed=12, r_timestep=True, time_cond_type="diff", enable_preprocessors=False)
+    net.load_state_dict(wan22_i2v.state_dict(), strict=False)
+    torch.manual_seed(21)
+    x, t = torch.randn(2, 4, 5, 4, 4), torch.tensor([0.5, 0.9], dtype=torch.float64)
+    cond = {**wan22_i2v.encode_text(PROMPTS), "first_frame_cond": torch.randn(2, 4, 1, 4, 4)}
+    with torch.no_grad():
+        ref = wan22_i2v(x, t, cond)
+        assert torch.equal(net(x, t, cond, r=0.5 * t), ref)
+        torch.nn.init.normal_(net.r_embedder.linear_2.weight, std=0.1)  # as if trained
+        a, b = net(x, t, cond, r=0.5 * t), net(x, t, cond, r=t[:, None].expand(2, 5) * 0.2)
+        assert (a - ref)[:, :, 1:].abs().max() > 1e-4 and not torch.equal(a, b)
+        x0 = net(x, t, cond, r=0.5 * t, fwd_pred_type="x0")
+    torch.testing.assert_close(x0[:, :, :1], cond["first_frame_cond"], atol=1e-5, rtol=1e-5)

@@ -39,13 +39,19 @@ def make_r_embedder(time_embedder: nn.Module, init: str = "zero") -> nn.Module:
 
 
 def r_time(t: torch.Tensor, r: torch.Tensor | None, time_cond_type: str) -> torch.Tensor:
-    """What the r embedder sees, in our schedule's time: r (default t) for "abs", t - r for "diff"."""
+    """What the r embedder sees, in our schedule's time: r (default t) for "abs", t - r for "diff". Either may be
+    per sample [B] or per latent frame [B, T] (the other is broadcast over the frames); a scalar r is shared."""
     r = t if r is None else torch.as_tensor(r, device=t.device).to(t.dtype)
-    if r.ndim < t.ndim and r.shape == t.shape[:r.ndim]:  # a scalar, or r [B] with per-frame t [B, T]
-        r = r.reshape(*r.shape, *[1] * (t.ndim - r.ndim)).expand(t.shape)
-    if r.shape != t.shape:
-        raise ValueError(f"r must have the shape of t {tuple(t.shape)} (or be a scalar); got {tuple(r.shape)}")
+    ndim = max(t.ndim, r.ndim)
+    try:
+        t, r = torch.broadcast_tensors(_trailing(t, ndim), r if r.ndim == 0 else _trailing(r, ndim))
+    except RuntimeError:
+        raise ValueError(f"r must be a scalar, [B] or [B, T] like t {tuple(t.shape)}; got {tuple(r.shape)}") from None
     return t - r if time_cond_type == "diff" else r
+
+
+def _trailing(x: torch.Tensor, ndim: int) -> torch.Tensor:
+    return x.reshape(*x.shape, *[1] * (ndim - x.ndim))
 
 
 @contextlib.contextmanager
