@@ -160,3 +160,61 @@ def test_video2world_batches_carry_first_frames_and_their_loss_is_zero(v2w):
     image = video[:, :, 0]  # inference's --image: the same latents as the video's first frame (mode)
     ref = v2w.encode_images(video[:, :, :1], sample=False)
     assert torch.equal(v2w.encode_image_condition(image)["conditioning_latents"], ref)
+
+
+def _cosmos_config_file(tmp_path, video2world: bool) -> str:
+    """A tiny Cosmos-Predict2 DMD2 experiment file (tests/_tiny_sd15.py's template) for the inference script."""
+    from _tiny_sd15 import CONFIG_TEMPLATE
+
+    text = CONFIG_TEMPLATE.format(method="dmd2", net="CosmosPredict2_2B_Config", family="cosmos_predict2",
+                                  input_shape=[4, 3, 8, 8])
+    text = text.replace("    return config", f"    config.model.net.is_video2world = {video2world}\n    return config")
+    assert "is_video2world" in text
+    path = tmp_path / f"config_cosmos_{video2world}.py"
+    path.write_text(text)
+    return str(path)
+
+
+def test_video_inference_video2world_starts_from_the_image(tmp_path, capsys):
+    """scripts/inference/video_model_inference.py: --image becomes the pinned first latent frame, so the mp4's first
+    frame is the VAE's reconstruction of the image exactly; text2world refuses --image."""
+    import importlib.util
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from fastgen.cli import run_cli
+    from fastgen.configs.config_utils import import_config_from_python_file
+    from fastgen.export.student import build_student
+    from fastgen.utils import instantiate
+    from fastgen.utils.video import read_video, video_to_uint8
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("video_model_inference",
+                                                  os.path.join(root, "scripts", "inference", "video_model_inference.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = _cosmos_config_file(tmp_path, True)
+    config = import_config_from_python_file(cfg)
+    torch.manual_seed(1)
+    ckpt = tmp_path / "student.pth"
+    torch.save({"model": {"net": instantiate(config.model.net).state_dict()}, "iteration": 1}, ckpt)
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "first.png")
+    out = tmp_path / "v2w"
+    torch.manual_seed(0)
+    code = run_cli(script.main, [f"--config={cfg}", f"--ckpt_path={ckpt}", "--prompt=a cat", "--seeds=2",
+                                 f"--image={tmp_path / 'first.png'}", "--num_steps=1", "--lossless", f"--out_dir={out}"])
+    assert code == 0
+    frames = read_video(out / "videos" / "000_a-cat_s2.mp4").frames
+    torch.manual_seed(0)
+    net = build_student(config, torch.load(ckpt, weights_only=True)["model"]["net"], str(ckpt))
+    image = torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    first = net.decode_latents(net.encode_image_condition(image)["conditioning_latents"]).clamp(-1, 1)[0]
+    assert frames.shape == (5, 16, 16, 3) and np.array_equal(frames[0], video_to_uint8(first, "CTHW")[0])
+    capsys.readouterr()
+    code = run_cli(script.main, [f"--config={_cosmos_config_file(tmp_path, False)}", f"--ckpt_path={ckpt}",
+                                 "--prompt=a cat", f"--image={tmp_path / 'first.png'}", f"--out_dir={tmp_path / 'no'}"])
+    assert code == 2 and "--image needs an image-to-video network" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
