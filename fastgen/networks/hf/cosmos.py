@@ -237,7 +237,9 @@ class CosmosPredict2Adapter(WanAdapter):
     def encode_image_condition(self, net, images, num_frames=None) -> dict:
         """Images [B, 3, H, W] in [-1, 1] -> {conditioning_latents: [B, C, n, h, w]}, n = num_conditioning_frames:
         the image repeated over the (n - 1) * temporal factor + 1 pixel frames n latent frames take (the pipeline
-        pads its conditioning video with its last frame), encoded by the VAE at its posterior mode."""
+        pads its conditioning video with its last frame), encoded by the VAE at its posterior mode. num_frames (the
+        video's length, which WanI2V's condition depends on) does not change it: the causal VAE's first latent
+        frames see only the first pixel frames."""
         n = int(net.options["num_conditioning_frames"])
         vae = net.encoders["vae"]
         factor = 2 ** sum(vae.config.temperal_downsample)
