@@ -157,6 +157,11 @@ def test_video2world_batches_carry_first_frames_and_their_loss_is_zero(v2w):
     # SFT's flow target eps - x0 and DMD2's x0 targets: no error on the conditioning frame
     torch.testing.assert_close(flow[:, :, :1], (eps - real)[:, :, :1], atol=1e-5, rtol=1e-5)
     assert torch.equal(x0[:, :, :1], real[:, :, :1])
+    for frames, pulls in ((slice(0, 1), False), (slice(1, None), True)):  # no gradient from the conditioning frame
+        v2w.zero_grad(set_to_none=True)
+        (v2w(x_t, t, out["condition"], fwd_pred_type="x0")[:, :, frames] - real[:, :, frames]).square().sum().backward()
+        assert any(p.grad is not None and p.grad.any() for p in v2w.parameters()) == pulls
+    v2w.zero_grad(set_to_none=True)
     image = video[:, :, 0]  # inference's --image: the same latents as the video's first frame (mode)
     ref = v2w.encode_images(video[:, :, :1], sample=False)
     assert torch.equal(v2w.encode_image_condition(image)["conditioning_latents"], ref)
