@@ -82,6 +82,17 @@ class CosmosPredict2Adapter(WanAdapter):
     default_scheduler_config = dict(num_train_timesteps=1000, shift=1.0, use_karras_sigmas=True)
 
     # -- the pipeline's constants, read from the pipeline, not copied --
+    def make_scheduler(self, net):
+        """The shipped scheduler; the keys the pipeline registered on it before saving (sigma_max, sigma_min,
+        sigma_data, final_sigmas_type) are not its own arguments: left out (diffusers would warn that it ignores
+        them on every build) and registered again by `pipeline_scheduler`."""
+        from fastgen.networks.hf.loading import resolve_class
+
+        name = net.scheduler_config.get("_class_name")
+        cls = resolve_class(f"diffusers.{name}" if name else self.components["scheduler"][0])
+        accepted = inspect.signature(cls.__init__).parameters
+        return cls.from_config({k: v for k, v in net.scheduler_config.items() if k in accepted or k.startswith("_")})
+
     def pipeline_scheduler(self, net):
         """The scheduler as the pipeline configures it: its __init__ registers sigma_max / sigma_min / sigma_data /
         final_sigmas_type on the scheduler (a pipeline holding only the scheduler is enough for that)."""
