@@ -223,3 +223,14 @@ def test_video_inference_video2world_starts_from_the_image(tmp_path, capsys):
                                  "--prompt=a cat", f"--image={tmp_path / 'first.png'}", f"--out_dir={tmp_path / 'no'}"])
     assert code == 2 and "--image needs an image-to-video network" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def test_loads_a_saved_cosmos2_pipeline_folder(v2w, tmp_path):
+    """What Cosmos2VideoToWorldPipeline.save_pretrained writes (its scheduler config then holds the EDM constants the
+    pipeline registered) loads back: same weights, same prompt embeddings, the same sampler grid."""
+    _pipeline(diffusers.Cosmos2VideoToWorldPipeline, v2w).save_pretrained(tmp_path / "pipe")
+    loaded = CosmosPredict2(model_id=str(tmp_path / "pipe"), is_video2world=True, enable_preprocessors=True)
+    sa, sb = loaded.state_dict(), v2w.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert loaded.scheduler_config["sigma_max"] == 80.0 and loaded.noise_scheduler.max_t == pytest.approx(80 / 81)
+    assert torch.equal(loaded.encode_text(PROMPTS)["prompt_embeds"], v2w.encode_text(PROMPTS)["prompt_embeds"])
