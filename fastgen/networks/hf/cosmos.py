@@ -22,6 +22,7 @@ our g - 1. The negative keeps the conditioning latents and swaps only the prompt
 
 from __future__ import annotations
 
+import functools
 import inspect
 from types import SimpleNamespace
 
@@ -46,6 +47,14 @@ class GuardrailNotRun:
                            "cosmos_guardrail and build the diffusers pipeline directly to screen prompts or videos")
 
     check_text_safety = check_video_safety = __call__ = _refuse
+
+
+@functools.cache
+def _call_default(pipeline_cls: str, name: str):
+    """A default argument of a pipeline's __call__ (read once per process: it never changes)."""
+    from fastgen.networks.hf.loading import resolve_class
+
+    return inspect.signature(resolve_class(pipeline_cls).__call__).parameters[name].default
 
 
 def _resize_nearest(tensor, size, interpolation=None, **kwargs):
@@ -105,10 +114,7 @@ class CosmosPredict2Adapter(WanAdapter):
 
     def t_conditioning(self) -> torch.Tensor:
         """The conditioning frames' time: sigma_conditioning / (1 + sigma_conditioning), float32 as the pipeline."""
-        from fastgen.networks.hf.loading import resolve_class
-
-        call = inspect.signature(resolve_class(self.pipeline_cls).__call__)
-        sigma = torch.tensor(call.parameters["sigma_conditioning"].default, dtype=torch.float32)
+        sigma = torch.tensor(_call_default(self.pipeline_cls, "sigma_conditioning"), dtype=torch.float32)
         return sigma / (sigma + 1)
 
     def schedule_kwargs(self, scheduler_config: dict) -> dict:
