@@ -76,10 +76,10 @@ class FamilyAdapter:
     def native_output(self, net, raw, x):
         return raw
 
-    def preserve_conditioning(self, net, out, x_t, t, condition):
-        """The native prediction after the family's fixed conditioning parts are imposed (Wan 2.2 I2V: the first
-        latent frame predicts the clean image latent). Default: unchanged."""
-        return out
+    def convert_output(self, net, x_t, out, t, condition, fwd_pred_type):
+        """The native prediction as fwd_pred_type (Cosmos video2world and Wan 2.2 I2V also pin their conditioning
+        frames)."""
+        return net.convert_output(x_t, out, t, fwd_pred_type)
 
     # -- MeanFlow's r embedding (r_embedding.py): families that support it name their time embedder --
     def time_embedder(self, denoiser) -> nn.Module | None:

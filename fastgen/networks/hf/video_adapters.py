@@ -363,7 +363,7 @@ class Wan22I2VAdapter(WanI2VAdapter):
     the sample's t), as the pipeline builds its model input and per-token timesteps.
 
     The conditioning frame does not count in training or sampling: the native prediction of the first latent frame
-    is replaced by the one whose x0 is the image latent (`preserve_conditioning`), so in every prediction type the
+    is replaced by the one whose x0 is the image latent (`convert_output`), so in every prediction type the
     first frame's x0 is the image, its error against a video that starts with the image is 0, and no gradient flows
     through it. Training batches get the image from their first pixel frame (`complete_batch`), and their `real`
     latents' first frame becomes that image latent. Teacher sampling is the pipeline's: the scheduler steps the
@@ -397,17 +397,20 @@ class Wan22I2VAdapter(WanI2VAdapter):
         x = torch.cat([self.image_latent(net, x, condition), x[:, :, 1:]], dim=2)
         return WanAdapter.model_inputs(self, net, x, t, condition)
 
-    def preserve_conditioning(self, net, out, x_t, t, condition):
-        """Frame 0's native prediction := the one that gives x0 = the image latent at (x_t, t) (kept as it was where
-        sigma(t) = 0, where x0 = x_t whatever the prediction)."""
-        sched = net.noise_scheduler
-        t0 = (t if t.ndim == 1 else t[:, 0]).to(torch.float64)
-        live = sched.sigma(t0) > 0
-        t_safe = torch.where(live, t0, torch.full_like(t0, sched.max_t))
-        first = sched.convert_model_output(x_t[:, :, :1], self.image_latent(net, x_t, condition), t_safe, "x0",
-                                           net.net_pred_type).to(out.dtype)
-        first = torch.where(live.view(-1, 1, 1, 1, 1), first, out[:, :, :1])
-        return torch.cat([first, out[:, :, 1:]], dim=2)
+    def convert_output(self, net, x_t, out, t, condition, fwd_pred_type):
+        """Our prediction type, with frame 0's replaced by the one that gives x0 = the image latent at (x_t, t): the
+        image itself for x0; kept as predicted where sigma(t) = 0 for the other types (x0 = x_t there whatever
+        they say)."""
+        out = net.convert_output(x_t, out, t, fwd_pred_type)
+        target, image = fwd_pred_type or net.net_pred_type, self.image_latent(net, x_t, condition)
+        if target != "x0":
+            sched = net.noise_scheduler
+            t0 = (t if t.ndim == 1 else t[:, 0]).to(torch.float64)
+            live = sched.sigma(t0) > 0
+            t_safe = torch.where(live, t0, torch.full_like(t0, sched.max_t))
+            image = sched.convert_model_output(x_t[:, :, :1], image, t_safe, "x0", target).to(out.dtype)
+            image = torch.where(live.view(-1, 1, 1, 1, 1), image, out[:, :, :1])
+        return torch.cat([image.to(out.dtype), out[:, :, 1:]], dim=2)
 
     def sample(self, net, noise, condition, neg_condition, guidance_scale, num_steps, generator=None, **kw):
         x = super().sample(net, noise, condition, neg_condition, guidance_scale, num_steps, generator, **kw)
