@@ -200,6 +200,19 @@ def _fit_latent_channels(model, tiny_net, lines: list[str]) -> None:
             _set(model, "input_shape", [channels, *model.input_shape[1:]], "model:", lines)
 
 
+def _fit_encoded_latent_shape(model, tiny_net, batch: Mapping | None, lines: list[str]) -> None:
+    """Nets that encode pixel batches on the fly: model.input_shape follows the latents the tiny encoders make of the
+    smoke batch. (A tiny video VAE compresses time 2x, the real ones 4x: the shrunk shape's frame count would not
+    match the encoded videos, nor conditions built from them, e.g. VACE's control latents.)"""
+    if batch is None or not model.enable_preprocessors or not hasattr(tiny_net, "preprocess_batch"):
+        return
+    if hasattr(tiny_net, "init_preprocessors"):
+        tiny_net.init_preprocessors()
+    real = tiny_net.preprocess_batch(_slice(batch, 1)).get("real")
+    if isinstance(real, torch.Tensor) and real.ndim == len(model.input_shape) + 1:
+        _set(model, "input_shape", list(real.shape[1:]), "model:", lines)
+
+
 def _probe_condition(net, batch: Mapping, enable_preprocessors: bool):
     """The condition the net sees in training: the batch's, encoded first when the net encodes on the fly."""
     if enable_preprocessors and hasattr(net, "preprocess_batch"):
@@ -322,6 +335,7 @@ def apply_smoke(config, output_root: str | None = None) -> list[str]:
         batch = batch_k if key == "dataloader_train" else batch
         lines.append(f"data: {key} {real} -> synthetic batches of {SMOKE_BATCH_SIZE}: {_describe(batch_k)}")
 
+    _fit_encoded_latent_shape(model, tiny_net, batch, lines)
     for field, node, obj in discriminators:
         source_config = _feature_source(model)
         source = tiny_net if source_config == model.net else instantiate(source_config).to(torch.float32)
