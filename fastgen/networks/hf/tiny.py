@@ -182,9 +182,9 @@ VACE_WAN = {
     "depth_model": dict(
         backbone_config=dict(model_type="dinov2", image_size=28, patch_size=14, hidden_size=16, num_hidden_layers=2,
                              num_attention_heads=2, intermediate_size=32, out_indices=[1, 2],
-                             reshape_hidden_states=False),
+                             reshape_hidden_states=False, initializer_range=0.2),
         reassemble_hidden_size=16, reassemble_factors=[2, 1], neck_hidden_sizes=[8, 16], fusion_hidden_size=8,
-        head_hidden_size=4,
+        head_hidden_size=4, initializer_range=0.2,  # the default 0.02 gives ~1e-8 depths: no structure to normalise
     ),
     "depth_processor": dict(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14),
 }
