@@ -178,11 +178,15 @@ class VACEWan(HFNetwork):
         return load_component(self._class_of(name)[0], self.depth_model_path)
 
     def init_preprocessors(self) -> None:
+        """The base encoders, then (depth control) the depth processor and model, frozen, with real weights on the
+        CPU even under meta init (they are not in state_dict: no rank receives them from rank 0)."""
         super().init_preprocessors()
         if not self.depth_control or all(name in self.encoders for name in DEPTH_PARTS):
             return
-        self.encoders["depth_processor"] = self._build("depth_processor")
-        self.encoders["depth_model"] = self._build("depth_model").eval().requires_grad_(False).to(self.encoders.device)
+        with torch.device("cpu"):
+            processor, model = self._build("depth_processor"), self._build("depth_model")
+        self.encoders["depth_processor"] = processor
+        self.encoders["depth_model"] = model.eval().requires_grad_(False).to(self.encoders.device)
 
     @property
     def has_preprocessors(self) -> bool:
