@@ -84,6 +84,13 @@ def test_vace_sampling_equals_pipeline_with_mask_and_cfg(vace):
     assert (ours - ref).abs().max() <= 1e-4 and (ours - noise).abs().max() > 0.1
     other = {**prompt, "control_hidden_states": vace.encode_control(-video, mask)}
     assert (vace.sample(noise, other, neg_condition=[""], guidance_scale=5.0, num_steps=3) - ours).abs().max() > 1e-3
+    # explicit t_list (first-order) sampling: CFG's negative also keeps the control, swapping only the prompt
+    t = torch.full((1,), 0.999, dtype=torch.float64)
+    one_step = vace.sample(noise, cond, neg_condition=[""], guidance_scale=5.0, t_list=[0.999, 0.0])
+    with torch.no_grad():
+        pos = vace(noise, t, cond, fwd_pred_type="x0")
+        neg = vace(noise, t, {**negative, "control_hidden_states": cond["control_hidden_states"]}, fwd_pred_type="x0")
+    torch.testing.assert_close(one_step, neg + 5.0 * (pos - neg), atol=1e-5, rtol=1e-5)
 
 
 def _depth_by_hand(net, video):
