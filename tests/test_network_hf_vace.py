@@ -140,6 +140,8 @@ def test_depth_model_loads_from_a_local_folder(vace_depth, tmp_path):
         VACEWan("tiny/vace", component_configs=comps, depth_model_path=str(tmp_path / "depth"))
     with pytest.raises(ValueError, match="control_type must be one of"):
         VACEWan("tiny/vace", component_configs=comps, control_type="canny")
+    with pytest.raises(ValueError, match="expand_timesteps must stay False"):
+        VACEWan("tiny/vace", component_configs=comps, expand_timesteps=True)
 
 
 # -- video-to-video inference (scripts/inference/video_model_inference.py --control_video) --

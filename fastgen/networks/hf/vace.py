@@ -158,6 +158,8 @@ class VACEWan(HFNetwork):
     def __init__(self, model_id: str, control_type: str = "video", depth_model_path: str | None = None, **kwargs):
         if control_type not in CONTROL_TYPES:
             raise ValueError(f"control_type must be one of {CONTROL_TYPES}; got {control_type!r}")
+        if kwargs.get("expand_timesteps"):
+            raise ValueError("VACEWan (Wan 2.1 VACE) takes one time per sample: expand_timesteps must stay False")
         if depth_model_path is not None and control_type != "depth":
             raise ValueError(f"depth_model_path={depth_model_path!r} is set but control_type={control_type!r}: set "
                              "control_type='depth' to compute the control video with that depth model, or drop it")
