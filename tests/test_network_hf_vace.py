@@ -93,6 +93,27 @@ def test_vace_sampling_equals_pipeline_with_mask_and_cfg(vace):
     torch.testing.assert_close(one_step, neg + 5.0 * (pos - neg), atol=1e-5, rtol=1e-5)
 
 
+def test_vace_reference_images_lead_the_control_as_in_the_pipeline(vace):
+    import diffusers
+
+    pixels = torch.randint(0, 256, (10, 16, 16, 3), generator=torch.Generator().manual_seed(12), dtype=torch.uint8)
+    enc = vace.encoders
+    pipe = diffusers.WanVACEPipeline(
+        transformer=vace.denoiser, vae=enc["vae"], text_encoder=enc["text_encoder"], tokenizer=enc["tokenizer"],
+        scheduler=diffusers.UniPCMultistepScheduler.from_config(vace.scheduler_config))
+    pipe.set_progress_bar_config(disable=True)
+    noise = torch.randn(1, 4, 6, 8, 8, generator=torch.Generator().manual_seed(13))  # 1 reference + 5 video frames
+    prompt = vace.encode_text(PROMPTS[:1])
+    ref = pipe(video=[Image.fromarray(f.numpy()) for f in pixels[:9]], reference_images=Image.fromarray(
+        pixels[9].numpy()), prompt_embeds=prompt["prompt_embeds"], num_inference_steps=2, guidance_scale=1.0,
+        latents=noise, height=16, width=16, num_frames=9, output_type="latent").frames
+    video = pixels.permute(3, 0, 1, 2)[None].float() / 255 * 2 - 1
+    control = vace.encode_control(video[:, :, :9], reference_images=video[:, :, 9:].transpose(1, 2))
+    assert control.shape == (1, 12, 6, 8, 8) and not control[:, 4:, 0].any()  # reference: latent, no reactive/mask
+    ours = vace.sample(noise, {**prompt, "control_hidden_states": control}, num_steps=2)
+    assert (ours - ref).abs().max() <= 1e-4 and (ours - noise).abs().max() > 0.1
+
+
 def _depth_by_hand(net, video):
     """Depth-Anything on the 8-bit frames, resized back (bicubic), min-max per frame to [-1, 1], 3 channels."""
     processor, model = net.encoders["depth_processor"], net.encoders["depth_model"]

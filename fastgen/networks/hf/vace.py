@@ -10,7 +10,9 @@ The control latents are built exactly as WanVACEPipeline builds them, by calling
 (the VAE modes of the inactive `video * (1 - mask)` and reactive `video * mask` parts, normalised) and
 `prepare_masks` (the mask folded 8x8 -> 64 channels on the latent grid). Masks are [B, 1, F, H, W] in [0, 1]
 (1 = generate, the pipeline's white); no mask = all ones (the pipeline's default: the whole video is control).
-Reference images (the pipeline's extra leading latent frames) are not supported.
+Reference images (`encode_control(..., reference_images=)`) become extra leading latent frames of the control, as in
+the pipeline; the latents to sample then carry those frames too (network level only: the training batches and the
+inference script do not take reference images).
 
 Depth control (`control_type="depth"`): the control video is the per-frame depth map of the input video from a
 Depth-Anything model in `transformers` (DepthAnythingForDepthEstimation + its DPT image processor, loaded from
@@ -79,9 +81,11 @@ class VACEAdapter(PromptOnlyNegative, WanAdapter):
     def fsdp_units(self, denoiser) -> list[nn.Module]:
         return [*denoiser.blocks, *denoiser.vace_blocks]
 
-    def encode_control(self, net, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Control video [B, 3, F, H, W] in [-1, 1] (+ mask [B, 1, F, H, W] in [0, 1]) -> control_hidden_states
-        [B, 2 z + s^2, T, H/s, W/s], by WanVACEPipeline's own methods, one video at a time (they take one)."""
+    def encode_control(self, net, video: torch.Tensor, mask: torch.Tensor | None = None,
+                       reference_images: torch.Tensor | None = None) -> torch.Tensor:
+        """Control video [B, 3, F, H, W] in [-1, 1] (+ mask [B, 1, F, H, W] in [0, 1], + reference images
+        [B, R, 3, H, W] in [-1, 1]) -> control_hidden_states [B, 2 z + s^2, R + T, H/s, W/s], by WanVACEPipeline's
+        own methods, one video at a time (they take one)."""
         from diffusers import WanVACEPipeline
 
         pipe, device = net.pipeline(), net._enc_device(video.device)
@@ -90,12 +94,18 @@ class VACEAdapter(PromptOnlyNegative, WanAdapter):
         # prepare_masks reads only these attributes (the encoder-only pipeline has no transformer)
         holder = SimpleNamespace(transformer=net.denoiser, vae_scale_factor_temporal=pipe.vae_scale_factor_temporal,
                                  vae_scale_factor_spatial=pipe.vae_scale_factor_spatial)
+        if reference_images is None:
+            reference_images = video.new_zeros(video.shape[0], 0, *video.shape[1:2], *video.shape[3:])
+        if reference_images.ndim != 5 or reference_images.shape[2:] != (video.shape[1], *video.shape[3:]):
+            raise ValueError(f"reference_images must be [B, R, 3, H, W] at the video's size {tuple(video.shape[3:])}; "
+                             f"got {tuple(reference_images.shape)}")
         out = []
-        for one_video, one_mask in zip(video, mask):
+        for one_video, one_mask, refs in zip(video, mask, reference_images):
             one_video = one_video[None].to(device, torch.float32)
             one_mask = one_mask[None].to(device, torch.float32)
-            latents = pipe.prepare_video_latents(one_video, one_mask, [[]], None, device)
-            masks = WanVACEPipeline.prepare_masks(holder, one_mask, [[]], None)
+            refs = [list(refs.to(device, torch.float32))]  # the pipeline's list (batch) of lists of [3, H, W]
+            latents = pipe.prepare_video_latents(one_video, one_mask, refs, None, device)
+            masks = WanVACEPipeline.prepare_masks(holder, one_mask, refs, None)
             out.append(torch.cat([latents, masks.to(latents)], dim=1))
         return torch.cat(out).to(video.device, torch.float32)
 
@@ -203,8 +213,13 @@ class VACEWan(HFNetwork):
         return self.adapter.depth_video(self, video)
 
     @torch.no_grad()
-    def encode_control(self, video: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_control(self, video: torch.Tensor, mask: torch.Tensor | None = None,
+                       reference_images: torch.Tensor | None = None) -> torch.Tensor:
         """A video [B, 3, F, H, W] in [-1, 1] (F = (T-1)*4+1, the size of the generated video) and an optional
-        mask [B, 1, F, H, W] in [0, 1] -> control_hidden_states (depth control: of the video's depth map)."""
+        mask [B, 1, F, H, W] in [0, 1] -> control_hidden_states (depth control: of the video's depth map).
+
+        Optional reference images [B, R, 3, H, W] in [-1, 1] (already at the video's size: the pipeline's
+        preprocessing fits them onto a white canvas first) become R leading latent frames of the control, as in
+        WanVACEPipeline: the latents to denoise then have R extra leading frames too (drop them after sampling)."""
         self._require_encoders("encode_control")
-        return self.adapter.encode_control(self, self.control_video(video), mask)
+        return self.adapter.encode_control(self, self.control_video(video), mask, reference_images)
