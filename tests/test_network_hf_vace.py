@@ -210,7 +210,8 @@ def test_v2v_inference_writes_the_controlled_sample(script, v2v, tmp_path, one_t
     control = script.read_control_video(str(folder / "clip.mp4"), 9, 16, 16)
     frames = read_video(folder / "clip.mp4").frames[:9]
     first = np.asarray(Image.fromarray(frames[0]).resize((16, 16), Image.BICUBIC), dtype=np.float32) / 127.5 - 1
-    assert control.shape == (1, 3, 9, 16, 16) and torch.equal(control[0, :, 0], torch.from_numpy(first).permute(2, 0, 1))
+    assert control.shape == (1, 3, 9, 16, 16)
+    assert torch.equal(control[0, :, 0], torch.from_numpy(first).permute(2, 0, 1))
     assert np.array_equal(data.frames, expected_video(config, ckpt, "a cat", 3, control=control))
     assert not np.array_equal(data.frames, expected_video(config, ckpt, "a cat", 3, control=-control))
 

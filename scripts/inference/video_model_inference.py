@@ -8,9 +8,9 @@
 Text-to-video (Wan, CogVideoX), image-to-video (`--image PATH` with a WanI2V network: the image is resized to the
 video size and becomes the first frame's condition) and video-to-video (`--control_video PATH` with a VACEWan
 network: the first --num_frames frames of the video, resized to the video size, become the control video -- or, with
-the network's control_type="depth", the video its depth maps are computed from). The network and its sampler come as in image_model_inference.py (shared code in
-fastgen/inference.py): the few-step student sampler for distilled students, the network's own (shipped-scheduler)
-sampling for SFT configs. Frames and size default to the config's latent `model.input_shape` [C, T, H, W] times
+the network's control_type="depth", the video its depth maps are computed from). The network and its sampler come
+as in image_model_inference.py (shared code in fastgen/inference.py): the few-step student sampler for distilled
+students, the network's own (shipped-scheduler) sampling for SFT configs. Frames and size default to the config's latent `model.input_shape` [C, T, H, W] times
 the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal factor) and the size a multiple of
 VAE factor x patch size, checked before anything is sampled or written.
 Outputs: `<out_dir>/videos/<prompt index>_<prompt words>_s<seed>.mp4` and `<out_dir>/contact_sheet.png`.
@@ -30,8 +30,9 @@ SCRIPT_USAGE = ("python scripts/inference/video_model_inference.py --config=PATH
 def build_parser() -> argparse.ArgumentParser:
     from fastgen.cli import _Parser
 
-    parser = _Parser(description="Sample a text-to-video (or image-/video-to-video) model: one mp4 per prompt and seed, "
-                                 "and a contact sheet. Config overrides follow a '-' (Hydra grammar, as in train.py).",
+    parser = _Parser(description="Sample a text-to-video (or image-/video-to-video) model: one mp4 per prompt and "
+                                 "seed, and a contact sheet. Config overrides follow a '-' (Hydra grammar, as in "
+                                 "train.py).",
                      usage=SCRIPT_USAGE)
     parser.add_argument("--config", required=True, help="experiment config .py with create_config()")
     parser.add_argument("--ckpt_path", default=None,
