@@ -148,11 +148,9 @@ class FastGenNetwork(nn.Module, ABC):
     def enable_activation_checkpointing(self) -> int:
         """Block-wise activation checkpointing: each unit of `fsdp_units()` (the residual / transformer blocks) keeps
         only its input and recomputes its activations in backward, trading ~1 extra block forward for the block's
-        activation memory; the outputs of fused attention kernels are kept (selective checkpointing), so the
-        quadratic attention is not recomputed (mid-size Wan on CPU: step time x1.29 instead of x1.34 with full
-        recomputation, same peak memory; benchmarks/bench_video_memory.py). Inactive without gradients (no_grad
-        passes keep their speed); the blocks' FSDP2 hooks stay outside the recomputed region (the usual
-        AC-inside-FSDP order), and parameter names are unchanged. Returns the number of blocks wrapped."""
+        activation memory. Inactive without gradients (no_grad passes keep their speed); the blocks' FSDP2 hooks
+        stay outside the recomputed region (the usual AC-inside-FSDP order), and parameter names are unchanged.
+        Returns the number of blocks wrapped."""
         units = [u for u in self.fsdp_units() if "forward" not in vars(u)]
         for unit in units:
             unit.forward = functools.partial(_checkpointed_forward, type(unit).forward.__get__(unit))
@@ -169,30 +167,14 @@ class FastGenNetwork(nn.Module, ABC):
         return torch.empty(0).device.type == "meta"
 
 
-# Fused attention kernels (CPU, flash, memory-efficient, cuDNN): their outputs are kept instead of recomputed.
-_ATTENTION_OPS = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-                  "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")
-
-
-def _keep_attention_policy(ctx, op, *args, **kwargs):
-    """Selective checkpointing: save the attention kernels' outputs (the quadratic part of a transformer block,
-    whose output is only one [B, heads, N, d] tensor), recompute everything else (the linear layers and
-    element-wise ops that hold most of the activation memory)."""
-    from torch.utils.checkpoint import CheckpointPolicy
-
-    name = getattr(op, "__name__", "").split(".")[0]
-    return CheckpointPolicy.MUST_SAVE if name in _ATTENTION_OPS else CheckpointPolicy.PREFER_RECOMPUTE
-
-
 def _checkpointed_forward(forward, *args, **kwargs):
     """`forward` under torch.utils.checkpoint when a graph is being built (non-reentrant: keyword arguments, RNG
-    state replayed so dropout masks match in the recomputation), keeping the fused attention outputs."""
+    state replayed so dropout masks match in the recomputation)."""
     if not torch.is_grad_enabled():
         return forward(*args, **kwargs)
-    from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
+    from torch.utils.checkpoint import checkpoint
 
-    context_fn = functools.partial(create_selective_checkpoint_contexts, _keep_attention_policy)
-    return checkpoint(forward, *args, use_reentrant=False, context_fn=context_fn, **kwargs)
+    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
 
 class CausalFastGenNetwork(FastGenNetwork):
