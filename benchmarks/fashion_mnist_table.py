@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"teacher (noise, image) pairs KD trains on, made once (default {DEFAULT_KD_PAIRS})")
     parser.add_argument("--fid_batch_size", type=int, default=250)
     parser.add_argument("--batch_size", type=int, default=None, help="training batch (default: each config's)")
-    parser.add_argument("--max_data", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--max_data", type=int, default=None,
+                        help="use only the first N training images (image rows; KD's data is --kd_pairs)")
     parser.add_argument("--data_root", default=None, help="Fashion-MNIST IDX folder (default: the demo's search)")
     parser.add_argument("--num_threads", type=int, default=2, help="torch CPU threads, pinned (default 2)")
     parser.add_argument("--eval_seed", type=int, default=0, help="seed of the evaluation noise (default 0)")
