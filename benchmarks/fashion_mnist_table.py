@@ -234,8 +234,9 @@ def run_table(args) -> dict:
         for seed in args.seeds:
             init_ckpt, init = stage1_checkpoint(method, seed, checkpoints)
             extra = method_overrides(args, method, data_root, kd_pairs and kd_pairs["path"], init_ckpt)
+            started = time.time()
             model, config, minutes = train_one(args, method, seed, extra)
-            last = last_checkpoint(config)
+            last = last_checkpoint(config, since=started)
             if last is not None:
                 checkpoints[(method, seed)] = last
             fids = {steps: fid_of(sampler_for(method, model, steps, args.eval_seed), args, common) for steps in (1, 2)}
@@ -262,12 +263,15 @@ def run_table(args) -> dict:
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def last_checkpoint(config) -> tuple[int, str] | None:
+def last_checkpoint(config, since: float = 0.0) -> tuple[int, str] | None:
     """(iteration, path) of the run's last checkpoint: its number is the iterations trained (the time budget may
-    end the run before max_iter), its file a second stage's starting point."""
+    end the run before max_iter), its file a second stage's starting point. Only files written at or after `since`
+    (the run's start) count: runs use trainer.resume=false in a reused folder, where an earlier, longer table run
+    may have left higher-numbered checkpoints."""
     from fastgen.utils.checkpointer import Checkpointer
 
-    found = Checkpointer(config.trainer.checkpointer.save_dir).list_checkpoints()
+    found = [(it, path) for it, path in Checkpointer(config.trainer.checkpointer.save_dir).list_checkpoints()
+             if os.path.getmtime(path) >= since - 1.0]
     return found[-1] if found else None
 
 
