@@ -159,11 +159,16 @@ class HFNetwork(FastGenNetwork):
         return load_component(cls_path, self.model_id, subfolder)
 
     def init_preprocessors(self) -> None:
-        """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent."""
+        """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent.
+
+        Always with real weights on the CPU, even inside `torch.device("meta")` (ranks > 0 of fsdp_meta_init): the
+        encoders are not in state_dict, so FSDP's broadcast from rank 0 never reaches them; every rank loads its own.
+        """
         for name in self.adapter.encoder_names:
             if name in self.encoders:
                 continue
-            comp = self._build(name)
+            with torch.device("cpu"):
+                comp = self._build(name)
             if isinstance(comp, nn.Module):
                 comp.eval().requires_grad_(False).to(self.encoders.device)
             self.encoders[name] = comp

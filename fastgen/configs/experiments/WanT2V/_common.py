@@ -55,8 +55,10 @@ def apply_wan_dmd2_recipe(config, discriminator) -> None:
 
 def apply_wan_14b_fsdp(config) -> None:
     """Billions of parameters (14B; 5B once the student, critic and teacher are counted): FSDP2 with meta-device
-    init (rank 0 loads, the others receive), bf16 weights with float32 gradient reduction."""
+    init (rank 0 loads, the others receive), bf16 weights with float32 gradient reduction, each transformer block's
+    activations recomputed in backward (inside its FSDP unit)."""
     config.trainer.fsdp = True
+    config.model.activation_checkpointing = True
     config.model.fsdp_meta_init = True
     config.model.precision = "bfloat16"
     config.model.precision_fsdp = "float32"
