@@ -43,6 +43,22 @@ def block_causal_mask(q_frames: torch.Tensor, k_frames: torch.Tensor, chunk_size
     return mask
 
 
+def frame_times(t, x: torch.Tensor) -> torch.Tensor:
+    """t as float64 [B, T] (from [], [B] or [B, T]) for a video x [B, C, T, ...]."""
+    b, frames = x.shape[0], x.shape[2]
+    t = torch.as_tensor(t, dtype=torch.float64, device=x.device)
+    if t.ndim <= 1:
+        return t.reshape(-1, 1).expand(b, frames) if t.ndim == 1 else t.expand(b, frames)
+    if t.shape != (b, frames):
+        raise ValueError(f"t must be [B] or [B, T] = [{b}, {frames}]; got {tuple(t.shape)}")
+    return t
+
+
+def check_video(x: torch.Tensor, dim: int, name: str) -> None:
+    if x.ndim != 5 or x.shape[1] != dim or x.shape[3:] != (1, 1):
+        raise ValueError(f"{name} takes videos [B, {dim}, T, 1, 1]; got {tuple(x.shape)}")
+
+
 class FrameBlock(nn.Module):
     """Pre-norm transformer block over frame tokens; attention returns this call's rotated keys and values."""
 
@@ -89,19 +105,8 @@ class _ToyVideoBase:
             nn.init.zeros_(layer.bias)
         FastGenNetwork.reset_parameters(self)
 
-    def _frame_times(self, t, x):
-        """t as float64 [B, T] (from [], [B] or [B, T])."""
-        b, frames = x.shape[0], x.shape[2]
-        t = torch.as_tensor(t, dtype=torch.float64, device=x.device)
-        if t.ndim <= 1:
-            return t.reshape(-1, 1).expand(b, frames) if t.ndim == 1 else t.expand(b, frames)
-        if t.shape != (b, frames):
-            raise ValueError(f"t must be [B] or [B, T] = [{b}, {frames}]; got {tuple(t.shape)}")
-        return t
-
     def _check_x(self, x):
-        if x.ndim != 5 or x.shape[1] != self.dim or x.shape[3:] != (1, 1):
-            raise ValueError(f"{type(self).__name__} takes videos [B, {self.dim}, T, 1, 1]; got {tuple(x.shape)}")
+        check_video(x, self.dim, type(self).__name__)
 
     def _run(self, x_t, t, condition, frames, feature_indices, return_features_early, return_logvar, fwd_pred_type,
              attend):
@@ -111,7 +116,7 @@ class _ToyVideoBase:
             raise ValueError(f"feature_indices must lie in [0, {self.num_layers}); got {feature_indices}")
         if return_features_early and not feature_indices:
             return []
-        t = self._frame_times(t, x_t)  # [B, T]
+        t = frame_times(t, x_t)  # [B, T]
         schedule = self.noise_scheduler
         alpha, sigma = schedule.alpha(t)[..., None], schedule.sigma(t)[..., None]  # [B, T, 1]
         sd = self.sigma_data
@@ -257,3 +262,40 @@ class ToyCausalVideoNet(_ToyVideoBase, CausalFastGenNetwork):
     def cache_bytes(self) -> int:
         """Memory held by all caches (bytes)."""
         return sum(t.numel() * t.element_size() for c in self._caches.values() for t in (*c["k"], *c["v"]))
+
+
+class AR1VideoDenoiser(FastGenNetwork):
+    """The exact bidirectional teacher for AR(1) videos (fastgen.utils.ar1_video): E[x0 | x_t] in closed form under
+    any schedule, per-frame times allowed. Feature 0 is cat([x_t, x0], dim=1) [B, 2D, T, 1, 1]. No weights."""
+
+    @classmethod
+    def smoke_overrides(cls, kwargs: dict) -> dict:
+        return {}
+
+    def __init__(self, dim: int = 4, a: float = 0.9, mean=None, std=None, net_pred_type: str = "x0",
+                 schedule_type: str = "rf", **schedule_kwargs):
+        from fastgen.utils.ar1_video import AR1Video, default_mean_std
+
+        super().__init__(net_pred_type=net_pred_type, schedule_type=schedule_type, **schedule_kwargs)
+        d_mean, d_std = default_mean_std(dim)
+        self.dim = int(dim)
+        self.process = AR1Video(a, d_mean if mean is None else list(mean), d_std if std is None else list(std))
+        if self.process.dim != self.dim:
+            raise ValueError(f"mean/std have {self.process.dim} entries; dim={dim}")
+
+    def forward(self, x_t, t, condition=None, r=None, feature_indices=None, return_features_early=False,
+                return_logvar=False, fwd_pred_type=None, **kwargs):
+        check_video(x_t, self.dim, type(self).__name__)
+        feature_indices = sorted(set(feature_indices or ()))
+        if any(i != 0 for i in feature_indices):
+            raise ValueError(f"AR1VideoDenoiser has one feature (index 0); got {feature_indices}")
+        t = frame_times(t, x_t)
+        schedule = self.noise_scheduler
+        x0 = self.process.posterior_mean(x_t, schedule.alpha(t), schedule.sigma(t))
+        features = [torch.cat([x_t, x0], dim=1)] if feature_indices else []
+        if return_features_early:
+            return features
+        target = fwd_pred_type or self.net_pred_type
+        out = x0 if target == "x0" else schedule.convert_model_output(x_t, x0, t, "x0", target)
+        logvar = torch.zeros(x_t.shape[0], 1, dtype=x_t.dtype, device=x_t.device) if return_logvar else None
+        return self.pack_outputs(out, features, logvar, feature_indices, return_logvar)
