@@ -75,3 +75,37 @@ class AR1Video:
         sol = torch.linalg.solve(m, resid[..., None])[..., 0]
         x0 = mean + torch.einsum("bdfg,bdg->bdf", (cov * alpha[:, None, None, :]).expand_as(m), sol)
         return x0[..., None, None].to(x_t.dtype)
+
+
+def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
+    vals, vecs = torch.linalg.eigh(m)
+    return (vecs * vals.clamp_min(0).sqrt()[..., None, :]) @ vecs.transpose(-1, -2)
+
+
+def gaussian_w2(mean1, cov1, mean2, cov2) -> float:
+    """2-Wasserstein distance between N(mean1, cov1) and N(mean2, cov2) (Dowson & Landau 1982)."""
+    root2 = _sqrtm_psd(cov2)
+    cross = _sqrtm_psd(root2 @ cov1 @ root2)
+    w2_sq = ((mean1 - mean2) ** 2).sum() + torch.trace(cov1 + cov2 - 2 * cross)
+    return float(w2_sq.clamp_min(0).sqrt())
+
+
+def video_metrics(videos: torch.Tensor, process: AR1Video, frames: slice | None = None) -> dict[str, float]:
+    """How far samples [N, D, T, 1, 1] are from the process, on the frames `frames` (default all):
+    marginal_w2 = mean over frames of the Gaussian W2 between the frame's empirical (mean, covariance) and the true
+    N(mean, diag(std^2)); corr_err = mean over consecutive frame pairs of || Cov(z_{f+1}, z_f) - a I ||_F / sqrt(D)
+    for the frames standardised with the true mean and std (0 for the exact process up to sampling error)."""
+    x = videos.to(torch.float64)[..., 0, 0]  # [N, D, T]
+    if frames is not None:
+        x = x[:, :, frames]
+    mean, std = process.mean, process.std
+    true_cov = torch.diag(std**2)
+    w2 = [gaussian_w2(x[:, :, f].mean(0), torch.cov(x[:, :, f].T), mean, true_cov) for f in range(x.shape[2])]
+    z = (x - mean[None, :, None]) / std[None, :, None]
+    eye = torch.eye(process.dim, dtype=torch.float64)
+    errs = []
+    for f in range(x.shape[2] - 1):
+        a_, b_ = z[:, :, f + 1], z[:, :, f]
+        cross = (a_ - a_.mean(0)).T @ (b_ - b_.mean(0)) / (x.shape[0] - 1)
+        errs.append(float(torch.linalg.norm(cross - float(process.a) * eye) / process.dim**0.5))
+    return {"marginal_w2": sum(w2) / len(w2), "corr_err": sum(errs) / max(len(errs), 1)}
