@@ -116,3 +116,7 @@ Toy_Video_Config = L("fastgen.networks.toy_causal.ToyVideoNet")(
     dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
 )
 AR1_Oracle_Config = L("fastgen.networks.toy_causal.AR1VideoDenoiser")(dim=4, a=0.9, schedule_type="rf")
+# DMD fake score for the exact AR(1) teacher: the exact denoiser plus a trainable zero-initialised residual
+AR1_Fake_Score_Config = L("fastgen.networks.toy_causal.AR1ResidualVideoNet")(
+    a=0.9, dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
+)
