@@ -97,6 +97,17 @@ Wan21_I2V_14B_480P_Config = L(_HF + "WanI2V")(
 Wan21_I2V_14B_720P_Config = L(_HF + "WanI2V")(
     model_id="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )
+# Wan 2.1 VACE (video-to-video): condition keys prompt_embeds, control_hidden_states (control video + mask latents).
+# control_type "video" takes the control video as given; "depth" computes it with the Depth-Anything model at
+# depth_model_path (a hub id or local folder; None: depth-anything/Depth-Anything-V2-Large-hf)
+VACE_Wan_1_3B_Config = L(_HF + "VACEWan")(
+    model_id="Wan-AI/Wan2.1-VACE-1.3B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    context_scale=1.0, control_type="video", depth_model_path=None,
+)
+VACE_Wan_14B_Config = L(_HF + "VACEWan")(
+    model_id="Wan-AI/Wan2.1-VACE-14B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    context_scale=1.0, control_type="video", depth_model_path=None,
+)
 # CogVideoX: v on the cogvideox schedule (its SNR shift read from the model's scheduler config: 3.0 for 2B, 1.0 for
 # 5B); latents [B, C, T, H, W] (the adapter permutes to the transformer's frames-first layout)
 CogVideoXConfig = L(_HF + "CogVideoX")(
@@ -119,4 +130,17 @@ AR1_Oracle_Config = L("fastgen.networks.toy_causal.AR1VideoDenoiser")(dim=4, a=0
 # DMD fake score for the exact AR(1) teacher: the exact denoiser plus a trainable zero-initialised residual
 AR1_Fake_Score_Config = L("fastgen.networks.toy_causal.AR1ResidualVideoNet")(
     a=0.9, dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
+)
+# Cosmos-Predict2 (Video2World checkpoints; fastgen/networks/hf/cosmos.py): flow on rf with timestep t = s / (1 + s)
+# of the pipelines' EDM sigma s (t <= 80 / 81); is_video2world conditions on the first num_conditioning_frames
+# latent frames (text2world: none); fps scales the rotary time positions (the model's base is 24). The reference's
+# _Aggressive variants (its own selective activation checkpointing) have no counterpart here: model-level
+# `activation_checkpointing` checkpoints the transformer blocks of any network.
+CosmosPredict2_2B_Config = L(_HF + "CosmosPredict2")(
+    model_id="nvidia/Cosmos-Predict2-2B-Video2World", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    is_video2world=False, num_conditioning_frames=1, fps=24,
+)
+CosmosPredict2_14B_Config = L(_HF + "CosmosPredict2")(
+    model_id="nvidia/Cosmos-Predict2-14B-Video2World", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    is_video2world=False, num_conditioning_frames=1, fps=24,
 )
