@@ -139,6 +139,25 @@ def print_table(rows_per_seed: list[list[dict]]) -> None:
         print(f"{name:<24}{rows_per_seed[0][i].get('iters', 0):>6}{cells}")
 
 
+def orderings(rows_per_seed: list[list[dict]]) -> list[str]:
+    """The quality orderings the issue asks for, each checked on every seed (printed, never asserted in tests)."""
+    def row(rows, prefix):
+        return next((r for r in rows if r["method"].startswith(prefix)), None)
+
+    lines = []
+    for name in METHODS:
+        if row(rows_per_seed[0], name) is None:
+            continue
+        for metric in METRICS:
+            wins = [row(rows, name)[metric] < row(rows, "untrained")[metric] for rows in rows_per_seed]
+            lines.append(f"{name} beats the untrained student on {metric}: {sum(wins)}/{len(wins)} seeds")
+    if row(rows_per_seed[0], "self_forcing") and row(rows_per_seed[0], "causvid"):
+        for metric in ("W2@2x", "corr@2x"):
+            wins = [row(rows, "self_forcing")[metric] < row(rows, "causvid")[metric] for rows in rows_per_seed]
+            lines.append(f"self_forcing drifts less than causvid ({metric}): {sum(wins)}/{len(wins)} seeds")
+    return lines
+
+
 def main(argv=None) -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("methods", nargs="*", metavar="METHOD",
@@ -164,6 +183,7 @@ def main(argv=None) -> None:
         for seed in args.seeds:
             rows_per_seed.append(reference + run_seed(methods, seed, args.iters, workdir, process))
     print_table(rows_per_seed)
+    print("\n".join(orderings(rows_per_seed)))
     print(f"seeds {args.seeds}; {NUM_EVAL} videos per row; total {time.perf_counter() - start:.0f} s")
 
 
