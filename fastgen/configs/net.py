@@ -97,6 +97,12 @@ Wan21_I2V_14B_480P_Config = L(_HF + "WanI2V")(
 Wan21_I2V_14B_720P_Config = L(_HF + "WanI2V")(
     model_id="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )
+# Wan 2.2 TI2V-5B image-to-video: no CLIP encoder; the clean image latent replaces the first latent frame, whose
+# tokens get time 0 (condition keys prompt_embeds, first_frame_cond = the image latent [B, 48, 1, h, w])
+Wan22_I2V_5B_Config = L(_HF + "Wan22I2V")(
+    model_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    expand_timesteps=True,
+)
 # Wan 2.1 VACE (video-to-video): condition keys prompt_embeds, control_hidden_states (control video + mask latents).
 # control_type "video" takes the control video as given; "depth" computes it with the Depth-Anything model at
 # depth_model_path (a hub id or local folder; None: depth-anything/Depth-Anything-V2-Large-hf)

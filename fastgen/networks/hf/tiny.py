@@ -173,6 +173,13 @@ WAN_I2V = {
     "image_processor": dict(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
 }
 
+# Wan 2.2 TI2V-5B layout: the residual patchified VAE (12 = 3 x 2 x 2 channels in, 4x space: 16x16 pixels -> 4x4)
+WAN22_I2V = {
+    **WAN,
+    "vae": dict(WAN["vae"], is_residual=True, patch_size=2, in_channels=12, out_channels=12, dim_mult=[2, 2],
+                scale_factor_spatial=4),
+}
+
 # Wan 2.1 VACE: 2 VACE blocks (hints after main blocks 0 and 1); control = 4 inactive + 4 reactive latent channels +
 # 2 x 2 mask channels (the VAE's spatial factor squared). Depth control: a tiny Depth-Anything (DINOv2 backbone, 14 px
 # patches) and its DPT processor at 28 px.
@@ -226,7 +233,7 @@ COSMOS_PREDICT2 = {
 
 FAMILIES = {
     "sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "wan_i2v": WAN_I2V,
-    "vace_wan": VACE_WAN, "cogvideox": COGVIDEOX, "cosmos_predict2": COSMOS_PREDICT2,
+    "wan22_i2v": WAN22_I2V, "vace_wan": VACE_WAN, "cogvideox": COGVIDEOX, "cosmos_predict2": COSMOS_PREDICT2,
 }
 
 
