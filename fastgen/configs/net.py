@@ -122,6 +122,21 @@ CogVideoXConfig = L(_HF + "CogVideoX")(
 CogVideoX5BConfig = L(_HF + "CogVideoX")(
     model_id="THUDM/CogVideoX-5b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
 )
+
+# Toy video nets for the causal methods (videos [B, dim, T, 1, 1]; fastgen/networks/toy_causal.py): the block-causal
+# student with a KV cache (rolling window of 6 frames), its bidirectional twin (fake score) and the exact AR(1) teacher
+Toy_Causal_Video_Config = L("fastgen.networks.toy_causal.ToyCausalVideoNet")(
+    dim=4, hidden_dim=64, num_layers=2, num_heads=4, chunk_size=2, total_num_frames=8, max_cache_frames=6,
+    net_pred_type="x0", schedule_type="rf",
+)
+Toy_Video_Config = L("fastgen.networks.toy_causal.ToyVideoNet")(
+    dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
+)
+AR1_Oracle_Config = L("fastgen.networks.toy_causal.AR1VideoDenoiser")(dim=4, a=0.9, schedule_type="rf")
+# DMD fake score for the exact AR(1) teacher: the exact denoiser plus a trainable zero-initialised residual
+AR1_Fake_Score_Config = L("fastgen.networks.toy_causal.AR1ResidualVideoNet")(
+    a=0.9, dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
+)
 # Cosmos-Predict2 (Video2World checkpoints; fastgen/networks/hf/cosmos.py): flow on rf with timestep t = s / (1 + s)
 # of the pipelines' EDM sigma s (t <= 80 / 81); is_video2world conditions on the first num_conditioning_frames
 # latent frames (text2world: none); fps scales the rotary time positions (the model's base is 24). The reference's
