@@ -224,3 +224,12 @@ class CausalFastGenNetwork(FastGenNetwork):
     @abstractmethod
     def clear_caches(self) -> None:
         """Drop every KV cache (call before generating a new video)."""
+
+
+def require_causal(net, method_name: str) -> None:
+    """One-line ValueError when a causal method (CausalSFT, CausalKD, CausVid, Self-Forcing) gets a network without
+    block-causal attention and a KV cache (called where the method builds its student)."""
+    if not isinstance(net, CausalFastGenNetwork):
+        raise ValueError(f"{method_name} needs a causal network (a CausalFastGenNetwork with chunk_size and a KV "
+                         f"cache, e.g. CausalWan); model.net builds {type(net).__name__}: set model.net to a causal "
+                         "config such as CausalWan_1_3B_Config")
