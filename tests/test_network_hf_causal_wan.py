@@ -162,3 +162,12 @@ def test_bad_input_is_one_clear_line(wan, inputs):
     cache.write("pos", 0, torch.zeros(1, 2, 16, 8), torch.zeros(1, 2, 16, 8), 0, 1)
     with pytest.raises(ValueError, match="would leave a gap"):
         cache.write("pos", 0, torch.zeros(1, 2, 16, 8), torch.zeros(1, 2, 16, 8), 3, 1)
+
+
+def test_net_configs_build_at_smoke_size():
+    from fastgen.configs.net import CausalWan_1_3B_Config, CausalWan_14B_Config
+    from fastgen.utils import instantiate
+
+    assert [(c.chunk_size, c.total_num_frames) for c in (CausalWan_1_3B_Config, CausalWan_14B_Config)] == [(3, 21)] * 2
+    net = instantiate(CausalWan_14B_Config, **CausalWan.smoke_overrides({}))
+    assert isinstance(net, CausalWan) and (net.chunk_size, net.num_chunks) == (1, 2) and len(net.denoiser.blocks) == 2

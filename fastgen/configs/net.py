@@ -105,3 +105,13 @@ CogVideoXConfig = L(_HF + "CogVideoX")(
 CogVideoX5BConfig = L(_HF + "CogVideoX")(
     model_id="THUDM/CogVideoX-5b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
 )
+# Causal Wan 2.1 T2V (autoregressive students): block-causal attention over chunks of 3 latent frames, KV cache; the
+# same weights / state-dict keys as Wan. max_cache_frames=None keeps every frame (set it to extrapolate past 21).
+CausalWan_1_3B_Config = L(_HF + "CausalWan")(
+    model_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    chunk_size=3, total_num_frames=21,
+)
+CausalWan_14B_Config = L(_HF + "CausalWan")(
+    model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    chunk_size=3, total_num_frames=21,
+)
