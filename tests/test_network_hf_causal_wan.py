@@ -151,7 +151,7 @@ def test_bad_input_is_one_clear_line(wan, inputs):
         net(x, t[:, 0], cond, store_kv=True)
     with pytest.raises(ValueError, match=r"rotary frame positions \[40, 46\) are outside the table of 32"):
         net(x, t[:, 0], cond, frame_offset=40)
-    with pytest.raises(ValueError, match="CausVidModel needs a causal network .* model.net builds Wan"):
+    with pytest.raises(ValueError, match="CausVidModel needs a causal video network .* got Wan"):
         require_causal(wan, "CausVidModel")
     require_causal(net, "CausVidModel")
     huge = _causal(wan, chunk_size=1, total_num_frames=2**40)  # a training length no memory holds

@@ -115,3 +115,14 @@ CausalWan_14B_Config = L(_HF + "CausalWan")(
     model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
     chunk_size=3, total_num_frames=21,
 )
+
+# Toy video nets for the causal methods (videos [B, dim, T, 1, 1]; fastgen/networks/toy_causal.py): the block-causal
+# student with a KV cache (rolling window of 6 frames), its bidirectional twin (fake score) and the exact AR(1) teacher
+Toy_Causal_Video_Config = L("fastgen.networks.toy_causal.ToyCausalVideoNet")(
+    dim=4, hidden_dim=64, num_layers=2, num_heads=4, chunk_size=2, total_num_frames=8, max_cache_frames=6,
+    net_pred_type="x0", schedule_type="rf",
+)
+Toy_Video_Config = L("fastgen.networks.toy_causal.ToyVideoNet")(
+    dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
+)
+AR1_Oracle_Config = L("fastgen.networks.toy_causal.AR1VideoDenoiser")(dim=4, a=0.9, schedule_type="rf")

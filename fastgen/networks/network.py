@@ -226,10 +226,11 @@ class CausalFastGenNetwork(FastGenNetwork):
         """Drop every KV cache (call before generating a new video)."""
 
 
-def require_causal(net, method_name: str) -> None:
-    """One-line ValueError when a causal method (CausalSFT, CausalKD, CausVid, Self-Forcing) gets a network without
-    block-causal attention and a KV cache (called where the method builds its student)."""
-    if not isinstance(net, CausalFastGenNetwork):
-        raise ValueError(f"{method_name} needs a causal network (a CausalFastGenNetwork with chunk_size and a KV "
-                         f"cache, e.g. CausalWan); model.net builds {type(net).__name__}: set model.net to a causal "
-                         "config such as CausalWan_1_3B_Config")
+def require_causal(net, method_name: str, instead: str | None = None) -> None:
+    """One-line ValueError unless `net` is a CausalFastGenNetwork (the causal methods need chunks and a KV cache)."""
+    if isinstance(net, CausalFastGenNetwork):
+        return
+    hint = f", or train it with the non-causal {instead}" if instead else ""
+    raise ValueError(f"{method_name} needs a causal video network (CausalFastGenNetwork: block-causal chunks + KV "
+                     f"cache) as model.net, got {type(net).__name__}: use a causal net config (e.g. CausalWan, "
+                     f"ToyCausalVideoNet){hint}")
