@@ -197,6 +197,12 @@ def check_cache_fits(tag: str, bytes_per_frame: int, frames: int, held: int, dev
         "(a rolling window) or lower the batch size")
 
 
+def check_window(window: int | None) -> int | None:
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+        raise ValueError(f"max_cache_frames must be a positive integer or None; got {window!r}")
+    return window
+
+
 class KVCache:
     """One video's cached keys / values: tag -> one CacheEntry (or None) per transformer block.
 
@@ -205,9 +211,7 @@ class KVCache:
     """
 
     def __init__(self, num_blocks: int, window: int | None = None, horizon: int = 0):
-        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
-            raise ValueError(f"max_cache_frames must be a positive integer or None; got {window!r}")
-        self.num_blocks, self.window, self.horizon = int(num_blocks), window, int(horizon)
+        self.num_blocks, self.window, self.horizon = int(num_blocks), check_window(window), int(horizon)
         self.entries: dict[str, list[CacheEntry | None]] = {}
 
     def clear(self) -> None:

@@ -23,7 +23,7 @@ import functools
 
 import torch
 
-from fastgen.networks.causal_attention import BlockCausalAttention, KVCache, chunk_ids
+from fastgen.networks.causal_attention import BlockCausalAttention, KVCache, check_window, chunk_ids
 from fastgen.networks.hf.families import Wan
 from fastgen.networks.hf.video_adapters import WanAdapter
 from fastgen.networks.network import CausalFastGenNetwork, _checkpointed_forward
@@ -184,7 +184,6 @@ class CausalWan(Wan, CausalFastGenNetwork):
         if patch_t != 1:
             raise ValueError(f"CausalWan needs a temporal patch size of 1 (one token row per latent frame); this "
                              f"transformer has {patch_t}")
-        self.max_cache_frames = max_cache_frames
         blocks = self.denoiser.blocks
         self._causal = CausalState(KVCache(len(blocks), max_cache_frames, total_num_frames),
                                    BlockCausalAttention(attention_backend))
@@ -195,6 +194,16 @@ class CausalWan(Wan, CausalFastGenNetwork):
     @property
     def kv_cache(self) -> KVCache:
         return self._causal.cache
+
+    @property
+    def max_cache_frames(self) -> int | None:
+        """The rolling cache window (frames kept per tag; None: all). Settable between videos, e.g. to generate past
+        total_num_frames with a model trained without one."""
+        return self._causal.cache.window
+
+    @max_cache_frames.setter
+    def max_cache_frames(self, frames: int | None) -> None:
+        self._causal.cache.window = check_window(frames)
 
     def clear_caches(self) -> None:
         self._causal.cache.clear()
