@@ -126,3 +126,17 @@ Toy_Video_Config = L("fastgen.networks.toy_causal.ToyVideoNet")(
     dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
 )
 AR1_Oracle_Config = L("fastgen.networks.toy_causal.AR1VideoDenoiser")(dim=4, a=0.9, schedule_type="rf")
+
+# Cosmos-Predict2 (Video2World checkpoints; fastgen/networks/hf/cosmos.py): flow on rf with timestep t = s / (1 + s)
+# of the pipelines' EDM sigma s (t <= 80 / 81); is_video2world conditions on the first num_conditioning_frames
+# latent frames (text2world: none); fps scales the rotary time positions (the model's base is 24). The reference's
+# _Aggressive variants (its own selective activation checkpointing) have no counterpart here: model-level
+# `activation_checkpointing` checkpoints the transformer blocks of any network.
+CosmosPredict2_2B_Config = L(_HF + "CosmosPredict2")(
+    model_id="nvidia/Cosmos-Predict2-2B-Video2World", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    is_video2world=False, num_conditioning_frames=1, fps=24,
+)
+CosmosPredict2_14B_Config = L(_HF + "CosmosPredict2")(
+    model_id="nvidia/Cosmos-Predict2-14B-Video2World", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    is_video2world=False, num_conditioning_frames=1, fps=24,
+)

@@ -122,7 +122,8 @@ def check_inputs(args: argparse.Namespace, net) -> None:
     if args.control_video is not None:
         raise UsageError("--control_video (video-to-video) needs a VACE network, which fastgen does not have yet; "
                          "drop --control_video")
-    i2v = callable(getattr(net, "encode_image_condition", None))
+    # a CosmosPredict2 network says per instance (video2world takes --image, text2world does not)
+    i2v = bool(getattr(net, "is_image_to_video", callable(getattr(net, "encode_image_condition", None))))
     if i2v and args.image is None:
         raise UsageError(f"{type(net).__name__} is an image-to-video network: pass --image PATH (the first frame)")
     if not i2v and args.image is not None:

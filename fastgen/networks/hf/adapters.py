@@ -76,6 +76,10 @@ class FamilyAdapter:
     def native_output(self, net, raw, x):
         return raw
 
+    def convert_output(self, net, x_t, out, t, condition, fwd_pred_type):
+        """The native prediction as fwd_pred_type (Cosmos video2world also pins its conditioning frames)."""
+        return net.convert_output(x_t, out, t, fwd_pred_type)
+
     def feature_blocks(self, denoiser) -> list[nn.Module]:
         raise NotImplementedError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from fastgen.networks.hf import adapters, video_adapters
+from fastgen.networks.hf.cosmos import CosmosPredict2
 from fastgen.networks.hf.network import HFNetwork
 
 
@@ -58,7 +59,7 @@ class CogVideoX(HFNetwork):
     adapter = video_adapters.CogVideoXAdapter()
 
 
-FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan, WanI2V, CogVideoX)}
+FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan, WanI2V, CogVideoX, CosmosPredict2)}
 
 
 def network_class(family: str) -> type[HFNetwork]:

@@ -259,7 +259,7 @@ class HFNetwork(FastGenNetwork):
         if return_features_early:
             return taps.result()
         out = self.adapter.native_output(self, raw, x_t).to(x_t.dtype)
-        out = self.convert_output(x_t, out, t, fwd_pred_type)
+        out = self.adapter.convert_output(self, x_t, out, t, condition, fwd_pred_type)
         logvar = None
         if return_logvar:
             if self.logvar_linear is None:

@@ -194,9 +194,23 @@ COGVIDEOX = {
     ),
 }
 
+# Cosmos-Predict2 Video2World layout: 4 latent channels + the condition-mask channel in (the padding-mask channel is
+# added inside), head dim 12 (the 3-D rotary split needs >= 4 per axis), Wan's tiny VAE and T5
+COSMOS_PREDICT2 = {
+    "transformer": dict(
+        in_channels=5, out_channels=4, num_attention_heads=2, attention_head_dim=12, num_layers=2, mlp_ratio=2.0,
+        text_embed_dim=32, adaln_lora_dim=8, max_size=(8, 16, 16), patch_size=(1, 2, 2), rope_scale=(1.0, 2.0, 2.0),
+        concat_padding_mask=True, extra_pos_embed_type=None,
+    ),
+    "vae": WAN["vae"],
+    "text_encoder": _T5_TEXT,
+    "tokenizer": {"kind": "t5", "model_max_length": 512},
+    "scheduler": dict(num_train_timesteps=1000, shift=1.0, use_karras_sigmas=True),
+}
+
 FAMILIES = {
     "sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "wan_i2v": WAN_I2V,
-    "cogvideox": COGVIDEOX,
+    "cogvideox": COGVIDEOX, "cosmos_predict2": COSMOS_PREDICT2,
 }
 
 
