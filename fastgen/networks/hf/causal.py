@@ -120,8 +120,8 @@ def _rope_offset_hook(state: CausalState, module, args, output):
     offset, end = call.position_offset, call.position_offset + frames
     if offset < 0 or end > module.max_seq_len:
         raise ValueError(f"rotary frame positions [{offset}, {end}) are outside the table of {module.max_seq_len} "
-                         "positions (the transformer's rope_max_seq_len): use a rolling cache window "
-                         "(max_cache_frames) with smaller frame offsets")
+                         "positions (the transformer's rope_max_seq_len): generate at most that many latent frames "
+                         "per video (cached keys keep their positions, so a window does not lift this limit)")
     longer = x.new_empty((1, 1, 1, 1, 1)).expand(1, 1, end, h, w)
     freqs_cos, freqs_sin = type(module).forward(module, longer)
     tokens = freqs_cos.shape[1] // end
