@@ -75,6 +75,11 @@ def test_chunk_by_chunk_with_kv_cache_equals_block_causal_forward(wan, inputs):
         assert (again - full[:, :, 4:]).abs().max() <= 1e-5
         assert all(a is b for a, b in zip(net.kv_cache.snapshot("pos"), held))
         assert net.kv_cache.snapshot("neg") == (None, None)  # tags are separate caches
+        # one AR call may hold several chunks: block-causal among them, all of the cache visible
+        net.clear_caches()
+        net(x[:, :, :2], t[:, :2], cond, is_ar=True, store_kv=True)
+        two = net(x[:, :, 2:], t[:, 2:], cond, is_ar=True, cur_start_frame=2)
+        assert (two - full[:, :, 2:]).abs().max() <= 1e-5
         # chunk k does not see later chunks: changing frames 4.. (inputs and times) leaves frames 0..3 bit-identical
         x2, t2 = x.clone(), t.clone()
         x2[:, :, 4:], t2[:, 4:] = torch.randn_like(x2[:, :, 4:]), 0.05
@@ -92,7 +97,11 @@ def test_flex_attention_equals_sdpa_and_falls_back_once_without_cpu_backward(wan
     with torch.no_grad():
         ref = sdpa(x, t, cond)
         assert (flex(x, t, cond) - ref).abs().max() <= 1e-5
-        assert (_ar(flex, x[:, :, :4], t, cond, 2) - _ar(sdpa, x[:, :, :4], t, cond, 2)).abs().max() <= 1e-5
+        for net in (sdpa, flex):  # a masked AR call: two chunks after a cached one
+            net.clear_caches()
+            net(x[:, :, :2], t[:, :2], cond, is_ar=True, store_kv=True)
+        ar = [net(x[:, :, 2:], t[:, 2:], cond, is_ar=True, cur_start_frame=2) for net in (sdpa, flex)]
+        assert (ar[0] - ar[1]).abs().max() <= 1e-5 and (ar[0] - ref[:, :, 2:]).abs().max() <= 1e-5
     xg = x.clone().requires_grad_(True)
     with pytest.warns(UserWarning, match="falls back to SDPA") as record:
         out = flex(xg, t, cond)
