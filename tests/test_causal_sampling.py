@@ -1,10 +1,12 @@
-"""The toy causal video net's KV cache against its full block-causal forward, and the AR rollout (causal_generate)."""
+"""The toy causal video net's KV cache against its full block-causal forward, the AR rollout (causal_generate) and
+Self-Forcing's exit-step draw (identical on 2 gloo ranks)."""
 
 import pytest
 import torch
 
-from fastgen.networks.causal_sampling import causal_generate, causal_rollout
+from fastgen.networks.causal_sampling import causal_generate, causal_rollout, draw_exit_steps, sample_exit_steps
 from fastgen.networks.toy_causal import ToyCausalVideoNet, ToyVideoNet
+from fastgen.utils.distributed.launch import spawn_local
 
 D, CHUNK, FRAMES = 3, 2, 8
 
@@ -151,3 +153,27 @@ def test_bidirectional_toy_net_sees_the_future():
     y = x.clone()
     y[:, :, -1] += 1.0
     assert (net(x, t)[:, :, 0] - net(y, t)[:, :, 0]).abs().max() > 1e-4
+
+
+def test_exit_step_draws():
+    g = torch.Generator().manual_seed(0)
+    assert sample_exit_steps(4, 3, last_step_only=True) == [2, 2, 2, 2]
+    shared = sample_exit_steps(4, 3, same_step_across_blocks=True, generator=g)
+    assert len(set(shared)) == 1 and 0 <= shared[0] < 3
+    draws = [tuple(sample_exit_steps(4, 3, same_step_across_blocks=False, generator=g)) for _ in range(20)]
+    assert len(set(draws)) > 1 and all(0 <= k < 3 for d in draws for k in d)
+
+
+def _exit_step_worker(rank, out_dir):
+    torch.manual_seed(100 + rank)  # every rank's own RNG stream, as in training (seeds derive from the rank)
+    local = [sample_exit_steps(4, 4, same_step_across_blocks=False) for _ in range(6)]
+    torch.manual_seed(100 + rank)
+    shared = [draw_exit_steps(4, 4, same_step_across_blocks=False) for _ in range(6)]
+    torch.save({"local": local, "shared": shared}, f"{out_dir}/rank{rank}.pt")
+
+
+def test_self_forcing_exit_step_is_identical_on_two_gloo_ranks(tmp_path):
+    spawn_local(_exit_step_worker, 2, args=(str(tmp_path),))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["local"] != r1["local"]  # the ranks' own draws differ ...
+    assert r0["shared"] == r1["shared"] == r0["local"]  # ... and every rank runs rank 0's

@@ -126,6 +126,10 @@ Toy_Video_Config = L("fastgen.networks.toy_causal.ToyVideoNet")(
     dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
 )
 AR1_Oracle_Config = L("fastgen.networks.toy_causal.AR1VideoDenoiser")(dim=4, a=0.9, schedule_type="rf")
+# DMD fake score for the exact AR(1) teacher: the exact denoiser plus a trainable zero-initialised residual
+AR1_Fake_Score_Config = L("fastgen.networks.toy_causal.AR1ResidualVideoNet")(
+    a=0.9, dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
+)
 
 # Cosmos-Predict2 (Video2World checkpoints; fastgen/networks/hf/cosmos.py): flow on rf with timestep t = s / (1 + s)
 # of the pipelines' EDM sigma s (t <= 80 / 81); is_video2world conditions on the first num_conditioning_frames

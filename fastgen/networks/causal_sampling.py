@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from fastgen.networks.samplers import cfg_combine, negative_condition
+from fastgen.utils import distributed as dist_utils
 
 DEFAULT_CAUSAL_STEPS = 4
 
@@ -115,3 +116,23 @@ def causal_generate(net, noise: torch.Tensor, condition: Any = None, t_list=None
     return causal_rollout(net, noise, condition=condition, t_list=t_list, context_noise=context_noise,
                           neg_condition=neg_condition, guidance_scale=guidance_scale, on_chunk=on_chunk,
                           generator=generator)
+
+
+def sample_exit_steps(num_chunks: int, num_steps: int, same_step_across_blocks: bool = True,
+                      last_step_only: bool = False, generator: torch.Generator | None = None) -> list[int]:
+    """This process's draw of each chunk's exit step in [0, num_steps) (Self-Forcing's gradient step): one shared
+    step (same_step_across_blocks), one per chunk, or the last (last_step_only)."""
+    if last_step_only:
+        return [num_steps - 1] * num_chunks
+    draws = torch.randint(0, num_steps, (1 if same_step_across_blocks else num_chunks,), generator=generator)
+    return (draws.expand(num_chunks) if same_step_across_blocks else draws).tolist()
+
+
+def draw_exit_steps(num_chunks: int, num_steps: int, same_step_across_blocks: bool = True,
+                    last_step_only: bool = False, generator: torch.Generator | None = None) -> list[int]:
+    """Rank 0's sample_exit_steps, broadcast so that every rank runs the same rollout schedule (one backward
+    structure across DDP/FSDP ranks)."""
+    steps = sample_exit_steps(num_chunks, num_steps, same_step_across_blocks, last_step_only, generator)
+    if dist_utils.is_initialized() and dist_utils.world_size() > 1:
+        steps = dist_utils.broadcast_object(steps, src=0)
+    return [int(k) for k in steps]

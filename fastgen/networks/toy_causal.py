@@ -108,6 +108,10 @@ class _ToyVideoBase:
     def _check_x(self, x):
         check_video(x, self.dim, type(self).__name__)
 
+    def skip_x0(self, x_t, t, tokens, c_skip):
+        """The x0 prediction's skip term [B, T, D] (EDM: c_skip x_t); the raw output adds c_out * F(x_t, t)."""
+        return c_skip.to(x_t.dtype) * tokens
+
     def _run(self, x_t, t, condition, frames, feature_indices, return_features_early, return_logvar, fwd_pred_type,
              attend):
         """The whole forward; attend(i, block, h, pos) runs block i (mask and cache handled by the subclass)."""
@@ -137,7 +141,7 @@ class _ToyVideoBase:
                     return features
         raw = self.out_proj(self.out_norm(h))
         if self.net_pred_type == "x0":
-            out = (alpha * sd**2 / denom**2).to(x_t.dtype) * tokens + (sigma * sd / denom).to(x_t.dtype) * raw
+            out = self.skip_x0(x_t, t, tokens, alpha * sd**2 / denom**2) + (sigma * sd / denom).to(x_t.dtype) * raw
         else:
             out = raw
         out = out.transpose(1, 2)[..., None, None]
@@ -166,6 +170,20 @@ class ToyVideoNet(_ToyVideoBase, FastGenNetwork):
         mask = block_causal_mask(frames, frames, None, None)
         return self._run(x_t, t, condition, frames, feature_indices, return_features_early, return_logvar,
                          fwd_pred_type, lambda i, block, h, pos: block(h, pos, mask)[0])
+
+
+class AR1ResidualVideoNet(ToyVideoNet):
+    """ToyVideoNet whose skip term is the exact AR(1) denoiser: x0 = E[x0 | x_t] + c_out(t) F(x_t, t), F starting
+    at zero. A DMD fake score for the weightless exact teacher that starts *as the teacher*, as DMD initialises it
+    from the teacher's weights (the VSD gradient is then zero until the fake score has learned the generator)."""
+
+    def __init__(self, a: float = 0.9, mean=None, std=None, **kwargs):
+        super().__init__(**kwargs)
+        self.exact = AR1VideoDenoiser(dim=self.dim, a=a, mean=mean, std=std, schedule_type=self.schedule_type,
+                                      **self.schedule_kwargs)
+
+    def skip_x0(self, x_t, t, tokens, c_skip):
+        return self.exact(x_t, t, fwd_pred_type="x0")[..., 0, 0].transpose(1, 2)
 
 
 class ToyCausalVideoNet(_ToyVideoBase, CausalFastGenNetwork):

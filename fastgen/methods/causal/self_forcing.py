@@ -18,27 +18,7 @@ from typing import Any
 import torch
 
 from fastgen.methods.causal.causvid import CausVidModel
-from fastgen.networks.causal_sampling import causal_rollout
-from fastgen.utils import distributed as dist_utils
-
-
-def sample_exit_steps(num_chunks: int, num_steps: int, same_step_across_blocks: bool = True,
-                      last_step_only: bool = False, generator: torch.Generator | None = None) -> list[int]:
-    """This process's draw of each chunk's exit step in [0, num_steps) (see module docstring)."""
-    if last_step_only:
-        return [num_steps - 1] * num_chunks
-    draws = torch.randint(0, num_steps, (1 if same_step_across_blocks else num_chunks,), generator=generator)
-    return (draws.expand(num_chunks) if same_step_across_blocks else draws).tolist()
-
-
-def draw_exit_steps(num_chunks: int, num_steps: int, same_step_across_blocks: bool = True,
-                    last_step_only: bool = False, generator: torch.Generator | None = None) -> list[int]:
-    """Rank 0's sample_exit_steps, broadcast so that every rank runs the same rollout schedule (one backward
-    structure across DDP/FSDP ranks)."""
-    steps = sample_exit_steps(num_chunks, num_steps, same_step_across_blocks, last_step_only, generator)
-    if dist_utils.is_initialized() and dist_utils.world_size() > 1:
-        steps = dist_utils.broadcast_object(steps, src=0)
-    return [int(k) for k in steps]
+from fastgen.networks.causal_sampling import causal_rollout, draw_exit_steps
 
 
 class SelfForcingModel(CausVidModel):

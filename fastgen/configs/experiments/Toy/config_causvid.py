@@ -2,8 +2,9 @@
 
     python train.py --config=fastgen/configs/experiments/Toy/config_causvid.py
 
-Teacher: `AR1VideoDenoiser` (closed-form E[x0 | x_t] of the whole video, no weights), so the fake score is a
-trainable bidirectional `ToyVideoNet` (`model.fake_score_net`). The student is trained with diffusion forcing
+Teacher: `AR1VideoDenoiser` (closed-form E[x0 | x_t] of the whole video, no weights). DMD initialises the fake
+score from the teacher's weights; the weightless teacher's equivalent is `AR1ResidualVideoNet` (`model.fake_score_net`:
+the exact denoiser plus a trainable bidirectional residual that starts at zero). The student is trained with diffusion forcing
 (per-chunk t from the 4-step t_list) and samples chunk by chunk with the KV cache. Set
 `model.pretrained_student_net_path` to a CausalKD checkpoint's net to start from it, as the paper does.
 """
@@ -11,17 +12,19 @@ trainable bidirectional `ToyVideoNet` (`model.fake_score_net`). The student is t
 from fastgen.configs.experiments.Toy.config_kd_causal import TOY_CAUSAL_T_LIST
 from fastgen.configs.experiments.Toy.config_sft_causal import apply_toy_causal_settings
 from fastgen.configs.methods import config_causvid
-from fastgen.configs.net import AR1_Oracle_Config, Toy_Video_Config
+from fastgen.configs.net import AR1_Fake_Score_Config, AR1_Oracle_Config
 
 
-def apply_toy_causal_dmd(config, name: str, max_iter: int = 600) -> None:
-    """Exact teacher, ToyVideoNet fake score (Adam 1e-3), no GAN, 4-step student t_list, freq 2."""
+def apply_toy_causal_dmd(config, name: str, max_iter: int = 300) -> None:
+    """Exact teacher, teacher-initialised fake score (Adam 1e-3), no GAN, 4-step student t_list, student Adam 1e-4
+    updated every 5th iteration (DMD2's two time-scale rule)."""
     apply_toy_causal_settings(config, name=name, max_iter=max_iter)
     config.model.teacher = AR1_Oracle_Config
-    config.model.fake_score_net = Toy_Video_Config
+    config.model.fake_score_net = AR1_Fake_Score_Config
     config.model.gan_loss_weight_gen = 0.0
     config.model.discriminator = None
-    config.model.student_update_freq = 2
+    config.model.student_update_freq = 5
+    config.model.net_optimizer.lr = 1e-4
     config.model.student_sample_steps = 4
     config.model.sample_t_cfg.t_list = list(TOY_CAUSAL_T_LIST)
     config.model.sample_t_cfg.time_dist_type = "uniform"

@@ -74,7 +74,7 @@ ar1_teacher_path_loader.smoke_batch = _smoke_batch  # train.py --smoke: batches 
 
 def create_config():
     config = config_kd_causal.create_config()
-    apply_toy_causal_settings(config, name="kd_causal_ar1")
+    apply_toy_causal_settings(config, name="kd_causal_ar1", max_iter=600)
     config.dataloader_train = L(ar1_teacher_path_loader)(
         path=f"{data_root_dir()}/toy/kd_causal_ar1_paths.safetensors", batch_size=128, num_videos=4096, dim=4,
         num_frames=8, a=0.9, t_list=list(TOY_CAUSAL_T_LIST), generate_if_missing=True, seed=0, sampler_start_idx=None,

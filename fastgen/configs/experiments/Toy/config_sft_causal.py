@@ -13,7 +13,7 @@ from fastgen.configs.methods import config_sft_causal
 from fastgen.configs.net import Toy_Causal_Video_Config
 
 
-def apply_toy_causal_settings(config, name: str, max_iter: int = 1000, batch_size: int = 128) -> None:
+def apply_toy_causal_settings(config, name: str, max_iter: int = 600, batch_size: int = 128) -> None:
     """AR(1) videos [4, 8, 1, 1], the toy causal student (chunks of 2, cache window 6), Adam 1e-3, W&B off."""
     config.dataloader_train = AR1Video_Loader_Config
     apply_toy_settings(config, name=name, max_iter=max_iter, batch_size=batch_size)
