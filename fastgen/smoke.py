@@ -200,6 +200,18 @@ def _fit_latent_channels(model, tiny_net, lines: list[str]) -> None:
             _set(model, "input_shape", [channels, *model.input_shape[1:]], "model:", lines)
 
 
+def _fit_encoded_shape(model, tiny_net, batch: Mapping | None, lines: list[str]) -> None:
+    """Networks that encode raw pixel batches on the fly: model.input_shape := the shape of the tiny encoders'
+    latents of the synthetic batch, so the student's noise matches the data and the conditions built from it
+    (image-to-video: the first frame's latent)."""
+    if not batch or not model.enable_preprocessors or not hasattr(tiny_net, "preprocess_batch"):
+        return
+    tiny_net.init_preprocessors()
+    real = tiny_net.preprocess_batch(dict(_slice(batch, 1))).get("real")
+    if isinstance(real, torch.Tensor) and list(real.shape[1:]) != list(model.input_shape):
+        _set(model, "input_shape", list(real.shape[1:]), "model:", lines)
+
+
 def _probe_condition(net, batch: Mapping, enable_preprocessors: bool):
     """The condition the net sees in training: the batch's, encoded first when the net encodes on the fly."""
     if enable_preprocessors and hasattr(net, "preprocess_batch"):
@@ -322,6 +334,7 @@ def apply_smoke(config, output_root: str | None = None) -> list[str]:
         batch = batch_k if key == "dataloader_train" else batch
         lines.append(f"data: {key} {real} -> synthetic batches of {SMOKE_BATCH_SIZE}: {_describe(batch_k)}")
 
+    _fit_encoded_shape(model, tiny_net, batch, lines)
     for field, node, obj in discriminators:
         source_config = _feature_source(model)
         source = tiny_net if source_config == model.net else instantiate(source_config).to(torch.float32)

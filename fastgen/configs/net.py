@@ -97,6 +97,17 @@ Wan21_I2V_14B_480P_Config = L(_HF + "WanI2V")(
 Wan21_I2V_14B_720P_Config = L(_HF + "WanI2V")(
     model_id="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )
+# Wan 2.1 VACE (video-to-video): condition keys prompt_embeds, control_hidden_states (control video + mask latents).
+# control_type "video" takes the control video as given; "depth" computes it with the Depth-Anything model at
+# depth_model_path (a hub id or local folder; None: depth-anything/Depth-Anything-V2-Large-hf)
+VACE_Wan_1_3B_Config = L(_HF + "VACEWan")(
+    model_id="Wan-AI/Wan2.1-VACE-1.3B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    context_scale=1.0, control_type="video", depth_model_path=None,
+)
+VACE_Wan_14B_Config = L(_HF + "VACEWan")(
+    model_id="Wan-AI/Wan2.1-VACE-14B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    context_scale=1.0, control_type="video", depth_model_path=None,
+)
 # CogVideoX: v on the cogvideox schedule (its SNR shift read from the model's scheduler config: 3.0 for 2B, 1.0 for
 # 5B); latents [B, C, T, H, W] (the adapter permutes to the transformer's frames-first layout)
 CogVideoXConfig = L(_HF + "CogVideoX")(

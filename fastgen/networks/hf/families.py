@@ -7,6 +7,7 @@ import torch
 from fastgen.networks.hf import adapters, video_adapters
 from fastgen.networks.hf.cosmos import CosmosPredict2
 from fastgen.networks.hf.network import HFNetwork
+from fastgen.networks.hf.vace import VACEWan
 
 
 class SD15(HFNetwork):
@@ -59,7 +60,8 @@ class CogVideoX(HFNetwork):
     adapter = video_adapters.CogVideoXAdapter()
 
 
-FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan, WanI2V, CogVideoX, CosmosPredict2)}
+FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan, WanI2V, VACEWan, CogVideoX,
+                                              CosmosPredict2)}
 
 
 def network_class(family: str) -> type[HFNetwork]:

@@ -173,6 +173,22 @@ WAN_I2V = {
     "image_processor": dict(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
 }
 
+# Wan 2.1 VACE: 2 VACE blocks (hints after main blocks 0 and 1); control = 4 inactive + 4 reactive latent channels +
+# 2 x 2 mask channels (the VAE's spatial factor squared). Depth control: a tiny Depth-Anything (DINOv2 backbone, 14 px
+# patches) and its DPT processor at 28 px.
+VACE_WAN = {
+    **WAN,
+    "transformer": dict(WAN["transformer"], vace_layers=[0, 1], vace_in_channels=12),
+    "depth_model": dict(
+        backbone_config=dict(model_type="dinov2", image_size=28, patch_size=14, hidden_size=16, num_hidden_layers=2,
+                             num_attention_heads=2, intermediate_size=32, out_indices=[1, 2],
+                             reshape_hidden_states=False, initializer_range=0.2),
+        reassemble_hidden_size=16, reassemble_factors=[2, 1], neck_hidden_sizes=[8, 16], fusion_hidden_size=8,
+        head_hidden_size=4, initializer_range=0.2,  # the default 0.02 gives ~1e-8 depths: no structure to normalise
+    ),
+    "depth_processor": dict(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14),
+}
+
 # 2B layout (sin-cos positions); the 5B one is the same with use_rotary_positional_embeddings=True
 COGVIDEOX = {
     "transformer": dict(
@@ -210,7 +226,7 @@ COSMOS_PREDICT2 = {
 
 FAMILIES = {
     "sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "wan_i2v": WAN_I2V,
-    "cogvideox": COGVIDEOX, "cosmos_predict2": COSMOS_PREDICT2,
+    "vace_wan": VACE_WAN, "cogvideox": COGVIDEOX, "cosmos_predict2": COSMOS_PREDICT2,
 }
 
 

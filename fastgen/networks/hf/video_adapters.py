@@ -262,7 +262,26 @@ class CogVideoXAdapter(VideoAdapter):
         return {"prompt_embeds": embeds}
 
 
-class WanI2VAdapter(WanAdapter):
+class PromptOnlyNegative:
+    """For adapters whose condition holds more than the prompt (Wan I2V's image parts, VACE's control latents): CFG's
+    negative swaps only the prompt and keeps the rest, as those pipelines do. Put it before the adapter's base."""
+
+    @staticmethod
+    def _negative(condition, neg_condition):
+        if neg_condition is None:
+            return None
+        return {**condition, "prompt_embeds": neg_condition["prompt_embeds"]}
+
+    def guided_native(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
+        return super().guided_native(net, x, t, condition, self._negative(condition, neg_condition),
+                                     guidance_scale, **kw)
+
+    def guided_x0(self, net, x, t, condition, neg_condition, guidance_scale, **kw):  # explicit t_list sampling
+        return super().guided_x0(net, x, t, condition, self._negative(condition, neg_condition), guidance_scale,
+                                 **kw)
+
+
+class WanI2VAdapter(PromptOnlyNegative, WanAdapter):
     """Wan 2.1 I2V: the T2V transformer with image cross-attention (CLIP ViT penultimate hidden states,
     `image_embeds`) and the first-frame condition concatenated to the noisy latents on channels (`first_frame_cond`:
     the temporal-factor mask channels then the VAE latents of the image followed by zero frames), as
@@ -286,21 +305,6 @@ class WanI2VAdapter(WanAdapter):
         inputs["hidden_states"] = torch.cat([x, condition["first_frame_cond"].to(x)], dim=1)
         inputs["encoder_hidden_states_image"] = condition["image_embeds"].to(x.dtype)
         return inputs
-
-    @staticmethod
-    def _negative(condition, neg_condition):
-        """CFG's negative: the condition with only the prompt swapped (the pipeline keeps the image parts)."""
-        if neg_condition is None:
-            return None
-        return {**condition, "prompt_embeds": neg_condition["prompt_embeds"]}
-
-    def guided_native(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
-        return super().guided_native(net, x, t, condition, self._negative(condition, neg_condition),
-                                     guidance_scale, **kw)
-
-    def guided_x0(self, net, x, t, condition, neg_condition, guidance_scale, **kw):  # explicit t_list sampling
-        return super().guided_x0(net, x, t, condition, self._negative(condition, neg_condition), guidance_scale,
-                                 **kw)
 
     def encode_prompt(self, net, pipe, prompts, device) -> dict:
         """The T2V pipeline's text path on this pipeline's tokenizer / encoder: the same embeddings, but diffusers
