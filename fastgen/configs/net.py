@@ -122,6 +122,16 @@ CogVideoXConfig = L(_HF + "CogVideoX")(
 CogVideoX5BConfig = L(_HF + "CogVideoX")(
     model_id="THUDM/CogVideoX-5b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
 )
+# Causal Wan 2.1 T2V (autoregressive students): block-causal attention over chunks of 3 latent frames, KV cache; the
+# same weights / state-dict keys as Wan. max_cache_frames=None keeps every frame (set it to extrapolate past 21).
+CausalWan_1_3B_Config = L(_HF + "CausalWan")(
+    model_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    chunk_size=3, total_num_frames=21,
+)
+CausalWan_14B_Config = L(_HF + "CausalWan")(
+    model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    chunk_size=3, total_num_frames=21,
+)
 
 # Toy video nets for the causal methods (videos [B, dim, T, 1, 1]; fastgen/networks/toy_causal.py): the block-causal
 # student with a KV cache (rolling window of 6 frames), its bidirectional twin (fake score) and the exact AR(1) teacher

@@ -14,6 +14,9 @@ students, the network's own (shipped-scheduler) sampling for SFT configs. Frames
 the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal factor) and the size a multiple of
 VAE factor x patch size, checked before anything is sampled or written.
 Outputs: `<out_dir>/videos/<prompt index>_<prompt words>_s<seed>.mp4` and `<out_dir>/contact_sheet.png`.
+`--causal` (causal networks, e.g. CausalWan): streaming generation chunk by chunk with the KV cache, each chunk's
+frames written to the mp4 as soon as it is done; `--num_frames` past the training length uses a rolling cache window
+(fastgen/inference_causal.py).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sampler_type", default="auto", choices=("auto", "student", "teacher"),
                         help="auto: the network's own sampling for SFT configs, the few-step student otherwise")
     parser.add_argument("--guidance_scale", type=float, default=None, help="classifier-free guidance")
+    parser.add_argument("--causal", action="store_true",
+                        help="stream chunk by chunk through a causal network's KV cache (frames written per chunk)")
     parser.add_argument("--num_frames", type=int, default=None, help="pixel frames (default from model.input_shape)")
     parser.add_argument("--height", type=int, default=None, help="pixels (default from model.input_shape)")
     parser.add_argument("--width", type=int, default=None, help="pixels (default from model.input_shape)")
@@ -188,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     net.to(device)
     if getattr(net, "encoders", None) is not None:
         net.encoders.to(device)
-    sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
+    if args.causal:
+        from fastgen.inference_causal import setup_causal, stream_videos
+
+        t_list, description = setup_causal(config, net, shape[1], args.num_steps)
+    else:
+        sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
     # the condition parts beside the prompt, shared by every seed: the I2V first frame or the V2V control latents
     extra_cond = None if image is None else net.encode_image_condition(image.to(device), frames)
     if control is not None:
@@ -203,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         if extra_cond is not None:
             condition.update({k: v.expand(len(seeds), *v.shape[1:]) for k, v in extra_cond.items()})
         generator = torch.Generator(device=device).manual_seed(args.seed + p)
+        if args.causal:
+            paths = [os.path.join(out_dir, "videos", f"{p:03d}_{slug(prompt)}_s{s}.mp4") for s in seeds]
+            videos.append(stream_videos(config, net, noise.to(device), condition, t_list, paths, args.fps,
+                                        args.lossless, args.guidance_scale, generator))
+            continue
         latents = sample_fn(noise.to(device), condition, generator=generator)
         decoded = net.decode_latents(latents).clamp(-1, 1).float().cpu()
         for s, video in zip(seeds, decoded):
