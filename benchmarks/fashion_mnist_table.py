@@ -10,6 +10,13 @@ noise, against the Fashion-MNIST *test*-set statistics of the shipped feature ne
 (Heun, --teacher_nfe evaluations) and the floor (as many real *train* images, against the same test statistics).
 A progress line per run; at the end the Markdown table (--out) and its numbers as JSON beside it.
 
+Rows with more than a config: KD trains on --kd_pairs (noise, teacher image) pairs, sampled once per table from the
+teacher with the same Heun sampler and NFE as the teacher row (cached under $FASTGEN_OUTPUT_ROOT, reused by every
+seed and later tables; the generation minutes are reported apart from KD's training minutes). TCM (stage 2) starts
+from the checkpoint of this table's CM run (consistency training) of the same seed when there is one, else from the
+teacher; its minutes are its own (the CM run's are in the CM row). MeanFlow samples with its own sampler
+(x <- x - (t - r) u(x, t, r)) on the same time grid.
+
 Torch threads are pinned (--num_threads, default 2) and recorded with the CPU's kernel ISA: training bits depend on
 both (benchmarks/demo_determinism.py), so tables from different machines differ by more than seed noise.
 """
@@ -24,6 +31,7 @@ import shlex
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,25 +39,39 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# row name (as in the reference) -> (config file in configs/experiments/FashionMNIST/, extra overrides)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One table row: its Fashion-MNIST config, extra overrides, what it trains on, how it samples and, for a
+    second stage, the rows whose same-seed checkpoint it starts from."""
+
+    config: str  # file in fastgen/configs/experiments/FashionMNIST/
+    overrides: tuple[str, ...] = ()
+    data: str = "images"  # "images": Fashion-MNIST training images; "kd_pairs": the teacher's (noise, image) pairs
+    sampler: str = "x0"  # "x0": the shared x0 student sampler; "method": the method's own generator_fn (MeanFlow)
+    stage1: tuple[str, ...] = ()  # first of these rows with a run of the same seed in this table: its checkpoint
+
+
+# row name (as in the reference) -> Method, in the reference's order (a stage-1 row comes before its stage 2)
 METHODS = {
-    "DMD2": ("config_dmd2.py", []),
-    "SiD": ("config_sid.py", []),
-    "CD": ("config_cm.py", []),
-    "sCT": ("config_scm.py", []),
-    "sCD": ("config_scm.py", ["model.loss_config.use_cd=true"]),
+    "KD": Method("config_kd.py", data="kd_pairs"),
+    "DMD2": Method("config_dmd2.py"),
+    "f-distill": Method("config_f_distill.py"),
+    "LADD": Method("config_ladd.py"),
+    "SiD": Method("config_sid.py"),
+    "CM": Method("config_cm.py", ("model.loss_config.use_cd=false",)),
+    "CD": Method("config_cm.py"),
+    "sCT": Method("config_scm.py"),
+    "sCD": Method("config_scm.py", ("model.loss_config.use_cd=true",)),
+    "TCM": Method("config_tcm.py", stage1=("CM",)),
+    "MeanFlow": Method("config_mean_flow.py", sampler="method"),
 }
-# methods of the issue's list without a Fashion-MNIST config yet: the table lists them with the reason
-NOT_CONFIGURED = {
-    "KD": "needs a teacher-generated (noise, image) pair set (KD's data) made first",
-    "f-distill": "no Fashion-MNIST config yet (needs a discriminator head on the teacher's features)",
-    "LADD": "no Fashion-MNIST config yet (needs a discriminator head on the teacher's features)",
-    "CM": "consistency training from data: covered by sCT; no discrete-CT Fashion-MNIST config yet",
-    "TCM": "no Fashion-MNIST config yet (needs a stage-1 CM checkpoint)",
-    "MeanFlow": "no Fashion-MNIST config yet (needs an r-conditioned flow network; the teacher is an EDM x0 net)",
-}
-# one sampling grid for every student (all are EDM x0 networks with the teacher's sigma range): 1 step from
-# sigma 80; 2 steps through the Karras midpoint of [0.002, 80] (sigma ~2.5)
+# image methods of the issue's list without a Fashion-MNIST config: the table lists them with the reason (none now)
+NOT_CONFIGURED: dict[str, str] = {}
+DEFAULT_KD_PAIRS = 10000
+# one sampling grid for every student (all are EDM networks with the teacher's sigma range; MeanFlow steps along it
+# with its average velocity): 1 step from sigma 80; 2 steps through the Karras midpoint of [0.002, 80] (sigma ~2.5)
 T_LISTS = {1: (80.0, 0.0), 2: (80.0, 2.5, 0.0)}
 
 
@@ -65,10 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also stop after this many iterations (default: only the time budget)")
     parser.add_argument("--num_fid_samples", type=int, default=5000,
                         help="samples per FID, also the floor's real images (default 5000)")
-    parser.add_argument("--teacher_nfe", type=int, default=35, help="teacher Heun network evaluations (default 35)")
+    parser.add_argument("--teacher_nfe", type=int, default=35,
+                        help="teacher Heun network evaluations, for its FID and for KD's pairs (default 35)")
+    parser.add_argument("--kd_pairs", type=int, default=DEFAULT_KD_PAIRS,
+                        help=f"teacher (noise, image) pairs KD trains on, made once (default {DEFAULT_KD_PAIRS})")
     parser.add_argument("--fid_batch_size", type=int, default=250)
     parser.add_argument("--batch_size", type=int, default=None, help="training batch (default: each config's)")
-    parser.add_argument("--max_data", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--max_data", type=int, default=None,
+                        help="use only the first N training images (image rows; KD's data is --kd_pairs)")
     parser.add_argument("--data_root", default=None, help="Fashion-MNIST IDX folder (default: the demo's search)")
     parser.add_argument("--num_threads", type=int, default=2, help="torch CPU threads, pinned (default 2)")
     parser.add_argument("--eval_seed", type=int, default=0, help="seed of the evaluation noise (default 0)")
@@ -86,8 +112,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         raise UsageError(f"--methods: unknown {unknown}; configured: {list(METHODS)} (not configured yet: "
                          f"{list(NOT_CONFIGURED)})")
-    if args.minutes <= 0 or args.num_fid_samples < 2 or args.teacher_nfe < 1 or args.num_threads < 1:
-        raise UsageError("--minutes must be > 0, --num_fid_samples >= 2, --teacher_nfe >= 1, --num_threads >= 1")
+    if args.minutes <= 0 or args.num_fid_samples < 2 or args.teacher_nfe < 1 or args.num_threads < 1 \
+            or args.kd_pairs < 1:
+        raise UsageError("--minutes must be > 0, --num_fid_samples >= 2, --teacher_nfe >= 1, --num_threads >= 1, "
+                         "--kd_pairs >= 1")
+    args.methods = [m for m in METHODS if m in args.methods]  # table order: a stage-1 row runs before its stage 2
     return args
 
 
@@ -96,19 +125,77 @@ def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": list(values)}
 
 
-def train_one(args, method: str, seed: int, data_root: str) -> tuple:
-    """(model, config, minutes) of one run of `method` with trainer.seed=seed under the table's budget."""
-    from fastgen.demo.pipeline import CONFIG_DIR, data_overrides, run_training_stage
+def method_overrides(args, method: str, data_root: str, kd_pairs_path: str | None, init_ckpt: str | None) -> list:
+    """The run's data (images or KD pairs), stage-1 checkpoint (if any) and the row's own overrides."""
+    from fastgen.demo.pipeline import data_overrides
 
-    config_file, extra = METHODS[method]
+    spec = METHODS[method]
+    if spec.data == "kd_pairs":
+        data = [f"dataloader_train.path={kd_pairs_path}"]
+        if args.batch_size is not None:
+            data.append(f"dataloader_train.batch_size={args.batch_size}")
+    else:
+        data = data_overrides(args, data_root)
+    init = [f"trainer.checkpointer.pretrained_ckpt_path={init_ckpt}"] if init_ckpt else []
+    return [*data, *init, *spec.overrides]
+
+
+def train_one(args, method: str, seed: int, extra: list) -> tuple:
+    """(model, config, minutes) of one run of `method` with trainer.seed=seed under the table's budget."""
+    from fastgen.demo.pipeline import CONFIG_DIR, run_training_stage
+
     max_iter = args.max_iters if args.max_iters is not None else 10**7
     overrides = [f"log_config.name=fashion_mnist_table/{method}_seed{seed}", f"trainer.seed={seed}",
                  f"trainer.max_minutes={args.minutes}", f"trainer.max_iter={max_iter}",
-                 f"trainer.save_ckpt_iter={max_iter}", "trainer.logging_iter=100", "trainer.resume=false",
-                 *data_overrides(args, data_root), *extra]
+                 f"trainer.save_ckpt_iter={max_iter}", "trainer.logging_iter=100", "trainer.resume=false", *extra]
     tic = time.perf_counter()
-    model, config = run_training_stage(os.path.join(CONFIG_DIR, config_file), overrides, "WARNING")
+    model, config = run_training_stage(os.path.join(CONFIG_DIR, METHODS[method].config), overrides, "WARNING")
     return model, config, (time.perf_counter() - tic) / 60.0
+
+
+def make_kd_pairs(args) -> dict:
+    """KD's pair file for this table (the teacher's sampler at --teacher_nfe on seeded noise), made unless cached."""
+    from fastgen.configs.experiments.FashionMNIST._kd_pairs import NOISE_SEED, default_pairs_path, generate_pairs
+
+    path = default_pairs_path(args.kd_pairs, args.teacher_nfe, NOISE_SEED)
+    info = {"path": path, "count": args.kd_pairs, "nfe": args.teacher_nfe, "noise_seed": NOISE_SEED}
+    if os.path.exists(path):
+        print(f"[table] KD pairs: reusing {path} ({args.kd_pairs} pairs, {args.teacher_nfe} NFE)", flush=True)
+        return {**info, "minutes": None, "reused": True}
+    tic = time.perf_counter()
+    generate_pairs(path, args.kd_pairs, args.teacher_nfe, NOISE_SEED)
+    minutes = (time.perf_counter() - tic) / 60.0
+    print(f"[table] KD pairs: {args.kd_pairs} teacher samples ({args.teacher_nfe} NFE Heun) in {minutes:.1f} min "
+          f"-> {path}", flush=True)
+    return {**info, "minutes": minutes, "reused": False}
+
+
+def stage1_checkpoint(method: str, seed: int, checkpoints: dict) -> tuple[str | None, str]:
+    """(checkpoint path or None, what the run starts from) for `method`: its first stage-1 row run at this seed."""
+    for source in METHODS[method].stage1:
+        if (source, seed) in checkpoints:
+            iteration, path = checkpoints[(source, seed)]
+            return path, f"{source} seed {seed} checkpoint (iteration {iteration})"
+    return None, "teacher"
+
+
+def sampler_for(method: str, model, steps: int, seed: int):
+    """(noise, condition) -> images of the trained EMA student at `steps` steps on the table's time grid."""
+    from fastgen.demo.evaluate import student_sampler
+
+    net = model.net_inference
+    if METHODS[method].sampler == "x0":
+        return student_sampler(net, steps=steps, seed=seed, t_list=T_LISTS[steps])
+    import torch
+
+    device = next(net.parameters()).device
+
+    @torch.no_grad()
+    def sample(noise, condition):
+        return model.generator_fn(net, noise.to(device), condition.to(device), student_sample_steps=steps,
+                                  t_list=T_LISTS[steps]).cpu()
+
+    return sample
 
 
 def fid_of(sample_fn, args, common) -> float:
@@ -122,7 +209,7 @@ def run_table(args) -> dict:
     import torch
     from loguru import logger
 
-    from fastgen.demo.evaluate import real_data_fid, student_sampler, teacher_sampler
+    from fastgen.demo.evaluate import real_data_fid, teacher_sampler
     from fastgen.demo.pipeline import IMAGE_SHAPE, ensure_fashion_mnist
     from fastgen.demo.teacher import load_teacher_net
     from fastgen.metrics import load_feature_extractor, load_stats
@@ -141,15 +228,20 @@ def run_table(args) -> dict:
     print(f"[table] teacher ({args.teacher_nfe} NFE) FID {teacher_fid:.2f} | floor ({args.num_fid_samples} real "
           f"train images) FID {floor:.2f}", flush=True)
 
-    runs, total = [], len(args.methods) * len(args.seeds)
+    kd_pairs = make_kd_pairs(args) if any(METHODS[m].data == "kd_pairs" for m in args.methods) else None
+    runs, total, checkpoints = [], len(args.methods) * len(args.seeds), {}
     for method in args.methods:
         for seed in args.seeds:
-            model, config, minutes = train_one(args, method, seed, data_root)
-            net = model.net_inference
-            fids = {steps: fid_of(student_sampler(net, steps=steps, seed=args.eval_seed, t_list=T_LISTS[steps]),
-                                  args, common) for steps in (1, 2)}
-            runs.append({"method": method, "seed": seed, "iterations": int(model_iterations(config)),
-                         "minutes": minutes, "fid_1step": fids[1], "fid_2step": fids[2]})
+            init_ckpt, init = stage1_checkpoint(method, seed, checkpoints)
+            extra = method_overrides(args, method, data_root, kd_pairs and kd_pairs["path"], init_ckpt)
+            started = time.time()
+            model, config, minutes = train_one(args, method, seed, extra)
+            last = last_checkpoint(config, since=started)
+            if last is not None:
+                checkpoints[(method, seed)] = last
+            fids = {steps: fid_of(sampler_for(method, model, steps, args.eval_seed), args, common) for steps in (1, 2)}
+            runs.append({"method": method, "seed": seed, "iterations": last[0] if last else 0, "minutes": minutes,
+                         "fid_1step": fids[1], "fid_2step": fids[2], "init": init})
             done = len(runs)
             eta = (time.perf_counter() - started) / done * (total - done) / 60.0
             print(f"[table] run {done}/{total}: {method} seed {seed}: {runs[-1]['iterations']} iterations in "
@@ -163,20 +255,24 @@ def run_table(args) -> dict:
                         "minutes": spread([r["minutes"] for r in mine]),
                         "iterations": spread([r["iterations"] for r in mine]), "seeds": [r["seed"] for r in mine]}
     return {"teacher": {"fid": teacher_fid, "nfe": args.teacher_nfe}, "floor": floor, "rows": rows, "runs": runs,
-            "not_configured": {m: why for m, why in NOT_CONFIGURED.items()},
+            "kd_pairs": kd_pairs, "not_configured": {m: why for m, why in NOT_CONFIGURED.items()},
             "settings": {"minutes": args.minutes, "max_iters": args.max_iters, "num_fid_samples": args.num_fid_samples,
-                         "seeds": args.seeds, "eval_seed": args.eval_seed, "t_lists": {str(k): v for k, v in
-                                                                                         T_LISTS.items()}},
+                         "seeds": args.seeds, "eval_seed": args.eval_seed, "kd_pairs": args.kd_pairs,
+                         "t_lists": {str(k): v for k, v in T_LISTS.items()}},
             "machine": machine_info(), "command": "python benchmarks/fashion_mnist_table.py " + shlex.join(sys.argv[1:]),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def model_iterations(config) -> int:
-    """Iterations the run trained: the last checkpoint's number (the time budget may end it before max_iter)."""
+def last_checkpoint(config, since: float = 0.0) -> tuple[int, str] | None:
+    """(iteration, path) of the run's last checkpoint: its number is the iterations trained (the time budget may
+    end the run before max_iter), its file a second stage's starting point. Only files written at or after `since`
+    (the run's start) count: runs use trainer.resume=false in a reused folder, where an earlier, longer table run
+    may have left higher-numbered checkpoints."""
     from fastgen.utils.checkpointer import Checkpointer
 
-    found = Checkpointer(config.trainer.checkpointer.save_dir).list_checkpoints()
-    return found[-1][0] if found else 0
+    found = [(it, path) for it, path in Checkpointer(config.trainer.checkpointer.save_dir).list_checkpoints()
+             if os.path.getmtime(path) >= since - 1.0]
+    return found[-1] if found else None
 
 
 def machine_info() -> dict:
@@ -212,11 +308,32 @@ def render(result: dict, note: str = "") -> str:
                      f"| [{two['min']:.2f}, {two['max']:.2f}] | {row['iterations']['median']:.0f} "
                      f"| {row['minutes']['median']:.1f} |")
     lines.append(f"| floor (real train images) | {result['floor']:.2f} | - | - | - | - | - |")
-    lines += ["", "Not run here: " + "; ".join(f"{k}: {v}" for k, v in result["not_configured"].items()) + ".", "",
-              f"Machine: {m['processor']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, kernels "
+    lines += [""] + [f"- {note}" for note in row_notes(result)]
+    if result["not_configured"]:
+        lines += ["", "Not run here: " + "; ".join(f"{k}: {v}" for k, v in result["not_configured"].items()) + "."]
+    lines += ["", f"Machine: {m['processor']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, kernels "
               f"{m['cpu_capability']}, torch {m['torch']}; load average at the end {m['load_average_end']:.1f}. "
               f"Finished {result['finished_utc']}.", "", f"Command: `{result['command']}`", ""]
     return "\n".join(lines)
+
+
+def row_notes(result: dict) -> list[str]:
+    """What the numbers of the rows with more than a config include and exclude (KD's pairs, TCM's stage 1)."""
+    notes = []
+    pairs = result.get("kd_pairs")
+    if pairs and "KD" in result["rows"]:
+        made = ("reused from an earlier run (not timed here)" if pairs["reused"]
+                else f"made once in {pairs['minutes']:.1f} min, not in KD's train minutes")
+        notes.append(f"KD trains on {pairs['count']} (noise, teacher image) pairs of the teacher's {pairs['nfe']}-NFE "
+                     f"Heun sampler, {made}.")
+    for method in result["rows"]:
+        if METHODS[method].stage1:
+            starts = sorted({r["init"] for r in result["runs"] if r["method"] == method})
+            notes.append(f"{method} starts from: {'; '.join(starts)} (a stage-1 run's minutes are in its own row, "
+                         "not in this one's).")
+        if METHODS[method].sampler == "method":
+            notes.append(f"{method} samples with its own sampler on the same time grid.")
+    return notes
 
 
 def main(argv=None) -> int:

@@ -6,11 +6,13 @@ keys -- and shrinks only what makes it big:
     (`FastGenNetwork.smoke_overrides(kwargs)`), pretrained weights skipped;
   * discriminator heads are fitted to the tiny teacher's real features: smoke probes the teacher once and passes
     the feature shapes to `Discriminator.smoke_overrides(kwargs, feature_shapes)`;
-  * `model.input_shape` shrinks to SMOKE_SPATIAL_SIZE per spatial side;
+  * `model.input_shape` shrinks to SMOKE_SPATIAL_SIZE per spatial side (networks that encode raw pixel batches on
+    the fly: to the shape of their tiny encoders' latents of the synthetic batch, so noise and data agree);
   * the data loader is replaced by `SmokeLoader`, which yields the batches of the loader class's own
     `smoke_batch(kwargs, batch_size)` (the real keys and dtypes at the reduced size); `kwargs` are the loader
     config's plus `input_shape` (the tiny model.input_shape) and, when the loader config leaves it unset,
-    `label_dim` (the student's);
+    `label_dim` (the student's); tensor files are sized by `sample_shapes` (teacher paths: as many states as the
+    student's t_list, which a k-step KD student needs at least);
   * sampling steps capped at 2 (a student's explicit t_list is kept);
   * 2 iterations of batch 2 on one CPU process in float32 (DDP/FSDP, AMP, S3 and W&B off), one checkpoint and
     config.yaml under a fresh temporary output root, which is printed and kept for inspection.
@@ -200,6 +202,18 @@ def _fit_latent_channels(model, tiny_net, lines: list[str]) -> None:
             _set(model, "input_shape", [channels, *model.input_shape[1:]], "model:", lines)
 
 
+def _fit_encoded_shape(model, tiny_net, batch: Mapping | None, lines: list[str]) -> None:
+    """Networks that encode raw pixel batches on the fly: model.input_shape := the shape of the tiny encoders'
+    latents of the synthetic batch, so the student's noise matches the data and the conditions built from it
+    (image-to-video: the first frame's latent)."""
+    if not batch or not model.enable_preprocessors or not hasattr(tiny_net, "preprocess_batch"):
+        return
+    tiny_net.init_preprocessors()
+    real = tiny_net.preprocess_batch(dict(_slice(batch, 1))).get("real")
+    if isinstance(real, torch.Tensor) and list(real.shape[1:]) != list(model.input_shape):
+        _set(model, "input_shape", list(real.shape[1:]), "model:", lines)
+
+
 def _probe_condition(net, batch: Mapping, enable_preprocessors: bool):
     """The condition the net sees in training: the batch's, encoded first when the net encodes on the fly."""
     if enable_preprocessors and hasattr(net, "preprocess_batch"):
@@ -239,15 +253,23 @@ def _student_label_dim(net: DictConfig) -> int | None:
     return None
 
 
-def _tiny_sample_shapes(kwargs: dict, input_shape: list[int], tiny_net) -> dict:
+def student_path_states(model) -> int:
+    """How many teacher-path states a k-step student needs at least (its t_list's length, k + 1): the path grid
+    must contain the student's grid (KD's path_inputs)."""
+    t_list = model.sample_t_cfg.t_list
+    return len(t_list) if t_list is not None else int(model.student_sample_steps) + 1
+
+
+def _tiny_sample_shapes(kwargs: dict, input_shape: list[int], tiny_net, path_states: int) -> dict:
     """`sample_shapes` for loaders that read tensor files (latents, noise, paths, text embeddings) at the tiny size:
-    data-shaped keys take the tiny input shape, embeddings the tiny network's own text-encoder output shapes."""
+    data-shaped keys take the tiny input shape, teacher paths `path_states` of them, embeddings the tiny network's
+    own text-encoder output shapes."""
     shapes, embeddings = {}, None
     for key in [*(kwargs.get("key_map") or {}), *(kwargs.get("files_map") or {})]:
         if key in ("real", "noise"):
             shapes[key] = list(input_shape)
         elif key == "path":
-            shapes[key] = [2, *input_shape]
+            shapes[key] = [path_states, *input_shape]
         elif key in ("condition", "neg_condition"):
             if embeddings is None:
                 embeddings = _text_embedding_shapes(tiny_net)
@@ -264,7 +286,8 @@ def _text_embedding_shapes(net) -> dict:
     return {name: list(value.shape[1:]) for name, value in encoded.items()}
 
 
-def _smoke_loader(node: DictConfig, input_shape: list[int], label_dim: int | None, tiny_net) -> tuple[DictConfig, dict]:
+def _smoke_loader(node: DictConfig, input_shape: list[int], label_dim: int | None, tiny_net,
+                  path_states: int = 2) -> tuple[DictConfig, dict]:
     """The SmokeLoader config replacing loader config `node`, and one synthetic batch (for printing/probing)."""
     name, obj = _target(node)
     if not hasattr(obj, "smoke_batch"):
@@ -274,7 +297,7 @@ def _smoke_loader(node: DictConfig, input_shape: list[int], label_dim: int | Non
     if kwargs.get("label_dim") is None and label_dim is not None:
         kwargs["label_dim"] = label_dim
     if "sample_shapes" in kwargs:
-        kwargs["sample_shapes"] = _tiny_sample_shapes(kwargs, input_shape, tiny_net)
+        kwargs["sample_shapes"] = _tiny_sample_shapes(kwargs, input_shape, tiny_net, path_states)
     kwargs.pop("batch_size", None)
     target = node["_target_"] if isinstance(node["_target_"], str) else f"{obj.__module__}.{obj.__qualname__}"
     batch = obj.smoke_batch(dict(kwargs), SMOKE_BATCH_SIZE)
@@ -317,11 +340,13 @@ def apply_smoke(config, output_root: str | None = None) -> list[str]:
         if node is None:
             continue
         real = f"{_target(node)[0]}"
-        smoke_node, batch_k = _smoke_loader(node, model.input_shape, _student_label_dim(model.net), tiny_net)
+        smoke_node, batch_k = _smoke_loader(node, model.input_shape, _student_label_dim(model.net), tiny_net,
+                                            student_path_states(model))
         setattr(config, key, smoke_node)
         batch = batch_k if key == "dataloader_train" else batch
         lines.append(f"data: {key} {real} -> synthetic batches of {SMOKE_BATCH_SIZE}: {_describe(batch_k)}")
 
+    _fit_encoded_shape(model, tiny_net, batch, lines)
     for field, node, obj in discriminators:
         source_config = _feature_source(model)
         source = tiny_net if source_config == model.net else instantiate(source_config).to(torch.float32)

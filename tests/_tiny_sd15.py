@@ -1,4 +1,4 @@
-"""A tiny SD1.5 (or Flux, Wan T2V / I2V) experiment (random components from fastgen/networks/hf/tiny.py, nothing downloaded) for the
+"""A tiny SD1.5 (or Flux, Wan T2V / I2V / VACE) experiment (random components from fastgen/networks/hf/tiny.py, nothing downloaded) for the
 export, inference and LoRA tests: as a config object, or as a config file a CLI can load."""
 
 import textwrap
@@ -27,9 +27,9 @@ CONFIG_TEMPLATE = textwrap.dedent('''
 
 
 NET_CONFIGS = {"sd15": "SD15Config", "flux": "FluxConfig", "wan": "Wan_1_3B_Config",
-               "wan_i2v": "Wan21_I2V_14B_480P_Config"}
+               "wan_i2v": "Wan21_I2V_14B_480P_Config", "vace_wan": "VACE_Wan_1_3B_Config"}
 # video latents: 5 latent frames (9 pixel frames with the tiny VAE's 2x time factor) at 8x8 (16x16 pixels)
-INPUT_SHAPES = {"wan": [4, 5, 8, 8], "wan_i2v": [4, 5, 8, 8]}
+INPUT_SHAPES = {"wan": [4, 5, 8, 8], "wan_i2v": [4, 5, 8, 8], "vace_wan": [4, 5, 8, 8]}
 
 
 def write_config(directory, method="dmd2", family="sd15"):

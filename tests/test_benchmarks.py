@@ -41,7 +41,7 @@ def test_oracle_help_does_not_load_torch():
     code = (
         "import runpy, sys\n"
         f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
-        "for name in ('oracle.py', 'oracle_consistency.py', 'oracle_distribution_matching.py'):\n"
+        "for name in ('oracle.py', 'oracle_consistency.py', 'oracle_distribution_matching.py', 'oracle_causal.py'):\n"
         "    sys.argv = [name, '--help']\n"
         "    try:\n"
         f"        runpy.run_path({str(BENCHMARKS)!r} + '/' + name, run_name='__main__')\n"

@@ -1,5 +1,6 @@
-"""benchmarks/fashion_mnist_table.py: a 2-method, 1-seed, 2-iteration run on a tiny IDX set made here; the Markdown
-rows carry exactly the numbers the run computed (median/range of its per-seed FIDs), all finite."""
+"""benchmarks/fashion_mnist_table.py: a 2-method, 1-seed, 2-iteration run (CM, then TCM from CM's checkpoint) on a
+tiny IDX set made here; the Markdown rows carry exactly the numbers the run computed (median/range of its per-seed
+FIDs), all finite. KD's pair file and MeanFlow's sampler are checked on their own (no training)."""
 
 from __future__ import annotations
 
@@ -20,21 +21,25 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path / "out"))
     data_root = make_idx_dataset(tmp_path / "data", n_train=64, n_test=20)
     out = tmp_path / "table.md"
-    code = table.main(["--methods", "DMD2", "sCD", "--seeds", "3", "--minutes", "5", "--max_iters", "2",
+    code = table.main(["--methods", "TCM", "CM", "--seeds", "3", "--minutes", "5", "--max_iters", "2",
                        "--num_fid_samples", "20", "--fid_batch_size", "10", "--teacher_nfe", "2", "--batch_size", "4",
                        "--data_root", data_root, "--num_threads", "1", "--out", str(out), "--note", "test run"])
     assert code == 0
     result = json.loads(out.with_suffix(".json").read_text())
     text = out.read_text()
     progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[table] run ")]
-    assert len(progress) == 2 and "DMD2 seed 3" in progress[0] and "sCD seed 3" in progress[1]
+    # the stage-1 row runs first whatever the order given, and TCM starts from its checkpoint
+    assert len(progress) == 2 and "CM seed 3" in progress[0] and "TCM seed 3" in progress[1]
+    assert [r["init"] for r in result["runs"]] == ["teacher", "CM seed 3 checkpoint (iteration 2)"]
+    assert "- TCM starts from: CM seed 3 checkpoint (iteration 2)" in text
+    assert result["kd_pairs"] is None and "Not run here" not in text
 
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| ([^|]+?) \| ([^|]+?) \|", text, re.M)}
-    assert list(rows)[1:] == ["teacher", "DMD2", "sCD", "floor (real train images)"]
+    assert list(rows)[1:] == ["teacher", "CM", "TCM", "floor (real train images)"]
     assert "**test run**" in text
     assert rows["teacher"].startswith(f"{result['teacher']['fid']:.2f} (2 NFE")
     assert float(rows["floor (real train images)"]) == pytest.approx(result["floor"], abs=0.005)
-    for method in ("DMD2", "sCD"):
+    for method in ("CM", "TCM"):
         (run,) = [r for r in result["runs"] if r["method"] == method]
         assert run["seed"] == 3 and run["iterations"] == 2  # the iteration cap ended it, not the 5 minutes
         row = result["rows"][method]
@@ -49,9 +54,65 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     assert result["machine"]["torch_threads"] == 1 and result["machine"]["cpu_capability"]
 
 
+def test_every_reference_row_is_configured():
+    assert list(table.METHODS) == ["KD", "DMD2", "f-distill", "LADD", "SiD", "CM", "CD", "sCT", "sCD", "TCM",
+                                   "MeanFlow"]
+    assert table.NOT_CONFIGURED == {}
+    from fastgen.demo.pipeline import CONFIG_DIR
+
+    for name, spec in table.METHODS.items():
+        assert os.path.isfile(os.path.join(CONFIG_DIR, spec.config)), name
+        assert all(list(table.METHODS).index(s) < list(table.METHODS).index(name) for s in spec.stage1)
+
+
+def test_kd_pairs_made_once_from_the_teacher(tmp_path, monkeypatch, one_thread, capsys):
+    """The pair file holds the teacher's Heun samples of its noise (class i % 10), and a second table reuses it."""
+    import torch
+
+    from fastgen.datasets.kd_dataset import load_shard
+    from fastgen.demo.teacher import load_teacher_net
+
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
+    args = table.parse_args(["--kd_pairs", "3", "--teacher_nfe", "2"])
+    made = table.make_kd_pairs(args)
+    assert made["path"].startswith(str(tmp_path)) and not made["reused"] and made["minutes"] >= 0
+    shard = load_shard(made["path"])
+    assert shard["condition"].argmax(1).tolist() == [0, 1, 2] and shard["t_list"].tolist() == [80.0, 0.0]
+    expected = load_teacher_net().sample(shard["noise"], condition=shard["condition"], num_steps=2)
+    torch.testing.assert_close(shard["real"], expected)
+    again = table.make_kd_pairs(args)
+    assert again["reused"] and again["path"] == made["path"] and "reusing" in capsys.readouterr().out
+    overrides = table.method_overrides(args, "KD", "/no/images", made["path"], None)
+    assert overrides == [f"dataloader_train.path={made['path']}"]  # no image-loader keys for the pair loader
+
+
+def test_meanflow_sampler_starts_as_the_teacher(one_thread):
+    """MeanFlow's own 1-step sampler (x - 80 u(x, 80, 0)) on the freshly built student (the teacher's weights, zero
+    r-map) gives the teacher's one-step denoising, i.e. the x0 sampler's output for the same network."""
+    import torch
+
+    from fastgen.configs.config_utils import import_config_from_python_file
+    from fastgen.demo.pipeline import CONFIG_DIR
+    from fastgen.utils import instantiate
+
+    config = import_config_from_python_file(os.path.join(CONFIG_DIR, "config_mean_flow.py"))
+    config.model.device = "cpu"
+    model = instantiate(config.model_class, config=config.model)
+    noise, condition = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0)), torch.eye(10)[:3]
+    mean_flow = table.sampler_for("MeanFlow", model, 1, seed=0)(noise, condition)
+    with torch.no_grad():
+        teacher = model.teacher(noise * 80.0, torch.full((3,), 80.0, dtype=torch.float64), condition=condition)
+    torch.testing.assert_close(mean_flow, teacher, atol=1e-4, rtol=0)
+    assert mean_flow.std() > 0.1
+
+
 def test_spread_and_bad_method():
     assert table.spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "values": [3.0, 1.0, 2.0]}
     from fastgen.cli import UsageError
 
     with pytest.raises(UsageError, match="unknown"):
         table.parse_args(["--methods", "NoSuchMethod"])
+    with pytest.raises(UsageError, match="kd_pairs"):
+        table.parse_args(["--kd_pairs", "0"])
+    assert table.stage1_checkpoint("TCM", 1, {("CM", 0): (5, "a.pth"), ("CD", 1): (5, "b.pth")}) == (None, "teacher")
+    assert table.stage1_checkpoint("TCM", 0, {("CM", 0): (5, "a.pth")}) == ("a.pth", "CM seed 0 checkpoint (iteration 5)")

@@ -262,6 +262,11 @@ def test_r_timestep_starts_neutral_then_conditions(arch):
     with torch.no_grad():
         net.unet.map_r.weight.normal_()
     assert (net(x, t, r=r) - net(x, t, r=t)).abs().mean() > 1e-3
+    # r below min_t (MeanFlow's final r = 0) is embedded as min_t on edm, not at log(1e-20) / 4
+    min_t = net.noise_scheduler.min_t
+    assert min_t > 0
+    torch.testing.assert_close(net(x, t, r=torch.zeros_like(t)), net(x, t, r=torch.full_like(t, min_t)))
+    assert (net(x, t, r=torch.full_like(t, 2 * min_t)) - net(x, t, r=torch.full_like(t, min_t))).abs().max() > 0
     with pytest.raises(ValueError, match="r_timestep"):
         make_net(arch=arch)(x, t, r=r)
 

@@ -151,6 +151,8 @@ def test_dtype_and_video_time_broadcast():
     out = s.convert_model_output(x_t, x0, t, "x0", "eps")
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, eps, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="does not match the 3 frames"):  # never broadcast onto the channels
+        s.forward_process(x0, eps, t[:, :2])
 
 
 
@@ -272,12 +274,16 @@ def test_sample_from_t_list():
 def test_sample_t_inhom_chunks():
     rf = get_noise_schedule("rf")
     t_list = torch.tensor([0.999, 0.75, 0.5, 0.0], dtype=F64)
-    t, ids = rf.sample_t_inhom(400, 7, 3, t_list, return_ids=True, generator=_gen())
-    assert t.shape == (400, 7) and t.dtype == F64
-    # chunks: frames [0, 4) (first chunk absorbs 7 % 3 = 1 extra frame) and [4, 7)
-    assert (t[:, :4] == t[:, :1]).all() and (t[:, 4:] == t[:, 4:5]).all()
-    assert (t[:, 0] != t[:, 4]).any()
+    t, ids = rf.sample_t_inhom(400, 6, 3, t_list, return_ids=True, generator=_gen())
+    assert t.shape == (400, 6) and t.dtype == F64 and torch.equal(t, t_list[ids])
+    # chunks: frames [0, 3) and [3, 6), independent of each other
+    assert (t[:, :3] == t[:, :1]).all() and (t[:, 3:] == t[:, 3:4]).all()
+    assert (t[:, 0] != t[:, 3]).any()
     assert set(ids.unique().tolist()) == {0, 1, 2, 3}  # includes the clean t = 0
+    with pytest.raises(ValueError, match="chunk_size=3 must divide the 7 frames"):  # no remainder chunk
+        rf.sample_t_inhom(4, 7, 3, t_list)
+    with pytest.raises(ValueError, match="chunk_size=3 must divide the 7 frames"):
+        rf.sample_t_inhom_sft(4, 7, 3)
     sft = rf.sample_t_inhom_sft(300, 8, 4, time_dist_type="uniform", min_t=0.1, max_t=0.2, generator=_gen())
     assert sft.shape == (300, 8) and (sft[:, :4] == sft[:, :1]).all() and (sft[:, 4:] == sft[:, 4:5]).all()
     assert sft.min() >= 0.1 and sft.max() <= 0.2 and (sft[:, 0] != sft[:, 4]).all()

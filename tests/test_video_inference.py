@@ -49,9 +49,9 @@ def student(tmp_path, family):
     return write_config(tmp_path, "dmd2", family), str(ckpt), config
 
 
-def expected_video(config, ckpt, prompt, seed, image=None):
+def expected_video(config, ckpt, prompt, seed, image=None, control=None):
     """The 1-step student sample of (prompt, seed) decoded by the network's VAE, as uint8 [T, H, W, 3] (encoders
-    built like the script's: the same global seed before the build)."""
+    built like the script's: the same global seed before the build); I2V's image, V2V's control video."""
     from fastgen.export.student import build_student, checkpoint_network_state
 
     torch.manual_seed(0)
@@ -64,6 +64,8 @@ def expected_video(config, ckpt, prompt, seed, image=None):
         cond = net.encode_text([prompt])
         if image is not None:
             cond.update(net.encode_image_condition(image, 9))
+        if control is not None:
+            cond["control_hidden_states"] = net.encode_control(control)
         video = net.decode_latents(net(x, t, condition=cond, fwd_pred_type="x0")).clamp(-1, 1)[0]
     return video_to_uint8(video, "CTHW")
 

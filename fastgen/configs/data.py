@@ -84,3 +84,7 @@ PathLoaderConfig = L(f"{_WDS}.WDSLoader")(
     key_map={"real": "real.pth", "path": "path.pth", "condition": "txt_emb.pth"}, files_map=None, presets=None,
     seed=0, shuffle_size=100, num_workers=2, sampler_start_idx=None, max_fail_fraction=0.01, sample_shapes=None,
 )
+# stationary AR(1) "videos" [dim, num_frames, 1, 1]: the exact-oracle data of the causal methods (Toy/*causal*)
+AR1Video_Loader_Config = L("fastgen.datasets.ar1_video.AR1VideoLoader")(
+    dim=4, num_frames=8, a=0.9, batch_size=256, seed=0, sampler_start_idx=None, num_samples=None,
+)

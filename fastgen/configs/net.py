@@ -97,6 +97,23 @@ Wan21_I2V_14B_480P_Config = L(_HF + "WanI2V")(
 Wan21_I2V_14B_720P_Config = L(_HF + "WanI2V")(
     model_id="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf"
 )
+# Wan 2.2 TI2V-5B image-to-video: no CLIP encoder; the clean image latent replaces the first latent frame, whose
+# tokens get time 0 (condition keys prompt_embeds, first_frame_cond = the image latent [B, 48, 1, h, w])
+Wan22_I2V_5B_Config = L(_HF + "Wan22I2V")(
+    model_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    expand_timesteps=True,
+)
+# Wan 2.1 VACE (video-to-video): condition keys prompt_embeds, control_hidden_states (control video + mask latents).
+# control_type "video" takes the control video as given; "depth" computes it with the Depth-Anything model at
+# depth_model_path (a hub id or local folder; None: depth-anything/Depth-Anything-V2-Large-hf)
+VACE_Wan_1_3B_Config = L(_HF + "VACEWan")(
+    model_id="Wan-AI/Wan2.1-VACE-1.3B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    context_scale=1.0, control_type="video", depth_model_path=None,
+)
+VACE_Wan_14B_Config = L(_HF + "VACEWan")(
+    model_id="Wan-AI/Wan2.1-VACE-14B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    context_scale=1.0, control_type="video", depth_model_path=None,
+)
 # CogVideoX: v on the cogvideox schedule (its SNR shift read from the model's scheduler config: 3.0 for 2B, 1.0 for
 # 5B); latents [B, C, T, H, W] (the adapter permutes to the transformer's frames-first layout)
 CogVideoXConfig = L(_HF + "CogVideoX")(
@@ -104,4 +121,42 @@ CogVideoXConfig = L(_HF + "CogVideoX")(
 )
 CogVideoX5BConfig = L(_HF + "CogVideoX")(
     model_id="THUDM/CogVideoX-5b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
+)
+# Causal Wan 2.1 T2V (autoregressive students): block-causal attention over chunks of 3 latent frames, KV cache; the
+# same weights / state-dict keys as Wan. max_cache_frames=None keeps every frame (set it to extrapolate past 21).
+CausalWan_1_3B_Config = L(_HF + "CausalWan")(
+    model_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    chunk_size=3, total_num_frames=21,
+)
+CausalWan_14B_Config = L(_HF + "CausalWan")(
+    model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    chunk_size=3, total_num_frames=21,
+)
+
+# Toy video nets for the causal methods (videos [B, dim, T, 1, 1]; fastgen/networks/toy_causal.py): the block-causal
+# student with a KV cache (rolling window of 6 frames), its bidirectional twin (fake score) and the exact AR(1) teacher
+Toy_Causal_Video_Config = L("fastgen.networks.toy_causal.ToyCausalVideoNet")(
+    dim=4, hidden_dim=64, num_layers=2, num_heads=4, chunk_size=2, total_num_frames=8, max_cache_frames=6,
+    net_pred_type="x0", schedule_type="rf",
+)
+Toy_Video_Config = L("fastgen.networks.toy_causal.ToyVideoNet")(
+    dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
+)
+AR1_Oracle_Config = L("fastgen.networks.toy_causal.AR1VideoDenoiser")(dim=4, a=0.9, schedule_type="rf")
+# DMD fake score for the exact AR(1) teacher: the exact denoiser plus a trainable zero-initialised residual
+AR1_Fake_Score_Config = L("fastgen.networks.toy_causal.AR1ResidualVideoNet")(
+    a=0.9, dim=4, hidden_dim=64, num_layers=2, num_heads=4, net_pred_type="x0", schedule_type="rf",
+)
+# Cosmos-Predict2 (Video2World checkpoints; fastgen/networks/hf/cosmos.py): flow on rf with timestep t = s / (1 + s)
+# of the pipelines' EDM sigma s (t <= 80 / 81); is_video2world conditions on the first num_conditioning_frames
+# latent frames (text2world: none); fps scales the rotary time positions (the model's base is 24). The reference's
+# _Aggressive variants (its own selective activation checkpointing) have no counterpart here: model-level
+# `activation_checkpointing` checkpoints the transformer blocks of any network.
+CosmosPredict2_2B_Config = L(_HF + "CosmosPredict2")(
+    model_id="nvidia/Cosmos-Predict2-2B-Video2World", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    is_video2world=False, num_conditioning_frames=1, fps=24,
+)
+CosmosPredict2_14B_Config = L(_HF + "CosmosPredict2")(
+    model_id="nvidia/Cosmos-Predict2-14B-Video2World", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    is_video2world=False, num_conditioning_frames=1, fps=24,
 )

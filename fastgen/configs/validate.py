@@ -119,9 +119,29 @@ def check_model(model: Any, check_gpu: bool = True) -> None:
             isinstance(names, (list, tuple, ListConfig)) and all(isinstance(n, str) for n in names))):
         raise ConfigError(f"model.use_ema={use_ema!r} must be true, false or a list of names starting with 'ema' "
                           f"(e.g. [ema, ema_2])")
+    check_causal_chunks(model)
     if model.skip_layers is not None:
         raise ConfigError(f"model.skip_layers={list(model.skip_layers)!r}: skip-layer guidance is not implemented by "
                           f"any network here (the reference uses it for Wan only); remove the override or set null")
+
+
+def check_causal_chunks(model: Any) -> None:
+    """A causal network's chunk_size must divide its total_num_frames and the latent frames of model.input_shape
+    [C, T, H, W] (whole chunks at every forward)."""
+    net = model.net
+    if not isinstance(net, Mapping) or "chunk_size" not in net or net.get("chunk_size") is None:
+        return
+    chunk, total = net.get("chunk_size"), net.get("total_num_frames")
+    _positive_int(chunk, "model.net.chunk_size", " (latent frames per chunk)")
+    if total is not None:
+        _positive_int(total, "model.net.total_num_frames", " (latent frames per training video)")
+        if total % chunk:
+            raise ConfigError(f"model.net.chunk_size={chunk} does not divide model.net.total_num_frames={total} "
+                              "(latent frames): pick a chunk size that divides the frame count")
+    shape = list(model.input_shape or [])
+    if len(shape) == 4 and isinstance(shape[1], int) and shape[1] % chunk:
+        raise ConfigError(f"model.net.chunk_size={chunk} does not divide the {shape[1]} latent frames of "
+                          f"model.input_shape={shape}: pick a chunk size that divides the frame count")
 
 
 def check_micro_batch(micro: int, batch_size: int, per_rank: int, batch_size_global: int, world: int) -> None:

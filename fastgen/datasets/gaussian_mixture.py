@@ -53,7 +53,7 @@ class GaussianMixtureDataset(torch.utils.data.Dataset):
         index = torch.as_tensor(indices, dtype=torch.int64)
         if self.num_samples is not None and (index.min() < 0 or index.max() >= self.num_samples):
             raise IndexError(f"index out of range for a dataset of {self.num_samples} samples")
-        real = torch.empty(len(indices), self.gmm.dim)
+        real = torch.empty(len(indices), *getattr(self.gmm, "sample_shape", (self.gmm.dim,)))  # AR(1) videos too
         labels = torch.empty(len(indices), dtype=torch.int64)
         blocks = index // self.block_size
         for block in blocks.unique().tolist():

@@ -9,9 +9,9 @@ import importlib
 _EXPORTS = {
     "FastGenModel": "fastgen.methods.model",
     "SFTModel": "fastgen.methods.fine_tuning.sft",
-    "CausalSFTModel": "fastgen.methods.fine_tuning.sft",
+    "CausalSFTModel": "fastgen.methods.causal.sft",
     "KDModel": "fastgen.methods.knowledge_distillation.kd",
-    "CausalKDModel": "fastgen.methods.knowledge_distillation.kd",
+    "CausalKDModel": "fastgen.methods.causal.kd",
     "CMModel": "fastgen.methods.consistency_model.cm",
     "SCMModel": "fastgen.methods.consistency_model.scm",
     "TCMModel": "fastgen.methods.consistency_model.tcm",
@@ -20,8 +20,8 @@ _EXPORTS = {
     "FdistillModel": "fastgen.methods.distribution_matching.f_distill",
     "LADDModel": "fastgen.methods.distribution_matching.ladd",
     "SiDModel": "fastgen.methods.distribution_matching.sid",
-    "CausVidModel": "fastgen.methods.distribution_matching.causvid",
-    "SelfForcingModel": "fastgen.methods.distribution_matching.self_forcing",
+    "CausVidModel": "fastgen.methods.causal.causvid",
+    "SelfForcingModel": "fastgen.methods.causal.self_forcing",
 }
 
 __all__ = list(_EXPORTS)
@@ -37,7 +37,4 @@ def __getattr__(name: str):
         if e.name and module_name.startswith(e.name):
             raise ImportError(f"fastgen.methods.{name} is provided by '{module_name}', which is not available") from e
         raise
-    if not hasattr(module, name):  # listed for the configs that name it, not implemented yet
-        raise ImportError(f"fastgen.methods.{name} is not implemented yet in '{module_name}' (it needs a causal video "
-                          "network, which fastgen does not provide yet); pick another model_class")
     return getattr(module, name)

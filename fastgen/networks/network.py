@@ -224,3 +224,13 @@ class CausalFastGenNetwork(FastGenNetwork):
     @abstractmethod
     def clear_caches(self) -> None:
         """Drop every KV cache (call before generating a new video)."""
+
+
+def require_causal(net, method_name: str, instead: str | None = None) -> None:
+    """One-line ValueError unless `net` is a CausalFastGenNetwork (the causal methods need chunks and a KV cache)."""
+    if isinstance(net, CausalFastGenNetwork):
+        return
+    hint = f", or train it with the non-causal {instead}" if instead else ""
+    raise ValueError(f"{method_name} needs a causal video network (CausalFastGenNetwork: block-causal chunks + KV "
+                     f"cache) as model.net, got {type(net).__name__}: use a causal net config (e.g. CausalWan, "
+                     f"ToyCausalVideoNet){hint}")

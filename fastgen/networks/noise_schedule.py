@@ -39,7 +39,10 @@ def broadcast_t(t, x: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
     t = torch.as_tensor(t, dtype=dtype, device=x.device)
     if t.ndim == 0:
         return t
-    if t.ndim == 2 and x.ndim == 5 and t.shape[1] == x.shape[2]:
+    if t.ndim == 2 and x.ndim == 5:
+        if t.shape[1] != x.shape[2]:
+            raise ValueError(f"per-frame t {tuple(t.shape)} does not match the {x.shape[2]} frames of video x "
+                             f"{tuple(x.shape)} ([B, C, T, H, W]); pass t as [B] or [B, T]")
         return t[:, None, :, None, None]
     return t.reshape(t.shape + (1,) * (x.ndim - t.ndim))
 
@@ -270,25 +273,22 @@ class BaseNoiseSchedule(ABC):
         return t_list[(idx + 1).clamp(max=len(t_list) - 1)]
 
     def sample_t_inhom(self, n, seq_len, chunk_size, t_list, return_ids=False, generator=None, device=None):
-        """Per-chunk times [n, seq_len] drawn from t_list (all entries, including the final clean 0).
-
-        Constant within a chunk; the first chunk absorbs seq_len % chunk_size extra frames.
-        """
+        """Per-chunk times [n, seq_len] drawn from t_list (all entries, including the final clean 0): diffusion
+        forcing's independent noise level per chunk, constant within a chunk (chunk_size must divide seq_len)."""
         t_list = torch.as_tensor(t_list, dtype=self.t_precision)
         gen_device = generator.device if generator is not None else t_list.device
-        n_chunks = max(seq_len // chunk_size, 1)
+        n_chunks = _num_chunks(seq_len, chunk_size)
         ids = torch.randint(0, len(t_list), (n, n_chunks), generator=generator, device=gen_device)
-        ids = _expand_chunks(ids, seq_len, chunk_size)
+        ids = _expand_chunks(ids, chunk_size)
         device = device if device is not None else t_list.device
         t = t_list.to(gen_device)[ids].to(device)
         return (t, ids.to(device)) if return_ids else t
 
     def sample_t_inhom_sft(self, n, seq_len, chunk_size, generator=None, device="cpu", **sample_t_kwargs):
         """Per-chunk times [n, seq_len] drawn from `sample_t` (same chunking rule as sample_t_inhom)."""
-        n_chunks = max(seq_len // chunk_size, 1)
+        n_chunks = _num_chunks(seq_len, chunk_size)
         t = self.sample_t(n * n_chunks, generator=generator, device=device, **sample_t_kwargs).reshape(n, n_chunks)
-        idx = _expand_chunks(torch.arange(n_chunks, device=t.device)[None].expand(n, -1), seq_len, chunk_size)
-        return t.gather(1, idx)
+        return _expand_chunks(t, chunk_size)
 
     def latents(self, noise, t_init=None):
         """Initial sample at t_init (default max_t): noise * sigma(t_init)."""
@@ -299,12 +299,17 @@ class BaseNoiseSchedule(ABC):
         return f"{type(self).__name__}(min_t={self.min_t}, max_t={self.max_t})"
 
 
-def _expand_chunks(chunk_vals: torch.Tensor, seq_len: int, chunk_size: int) -> torch.Tensor:
-    """[n, n_chunks] -> [n, seq_len]: the first chunk covers chunk_size + seq_len % chunk_size frames."""
-    n_chunks = chunk_vals.shape[1]
-    first = seq_len - (n_chunks - 1) * chunk_size
-    sizes = torch.tensor([first] + [chunk_size] * (n_chunks - 1), device=chunk_vals.device)
-    return chunk_vals.repeat_interleave(sizes, dim=1)
+def _num_chunks(seq_len: int, chunk_size: int) -> int:
+    """Chunks in seq_len frames; a remainder is an error (causal nets never see partial chunks)."""
+    if chunk_size < 1 or seq_len < 1 or seq_len % chunk_size:
+        raise ValueError(f"chunk_size={chunk_size} must divide the {seq_len} frames; pick a chunk size that divides "
+                         "the frame count")
+    return seq_len // chunk_size
+
+
+def _expand_chunks(chunk_vals: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """[n, n_chunks] -> [n, n_chunks * chunk_size]: each chunk's value repeated over its frames."""
+    return chunk_vals.repeat_interleave(chunk_size, dim=1)
 
 
 def _log(v: float) -> float:

@@ -79,20 +79,25 @@ def encode_mp4(frames: np.ndarray, fps: float = 16, lossless: bool = False, crf:
                          f"{tuple(frames.shape)}")
     if not fps > 0:
         raise VideoError(f"fps must be > 0; got {fps}")
-    height, width = frames.shape[1:3]
-    if not lossless and (height % 2 or width % 2):
-        raise VideoError(f"h264 yuv420p needs an even width and height; got {width}x{height} "
-                         "(crop or pad the frames, or write with lossless=True)")
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
-        codec, pix_fmt, options = (("libx264rgb", "rgb24", {"crf": "0"}) if lossless
-                                   else ("libx264", "yuv420p", {"crf": str(int(crf))}))
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream = _h264_stream(container, frames.shape[1], frames.shape[2], fps, lossless, crf)
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))  # flush delayed (B-)frames
     return buffer.getvalue()
+
+
+def _h264_stream(container, height: int, width: int, fps: float, lossless: bool, crf: int):
+    """The h264 stream of an mp4 container opened for writing (encodings: see module docstring)."""
+    if not lossless and (height % 2 or width % 2):
+        raise VideoError(f"h264 yuv420p needs an even width and height; got {width}x{height} "
+                         "(crop or pad the frames, or write with lossless=True)")
+    codec, pix_fmt, options = (("libx264rgb", "rgb24", {"crf": "0"}) if lossless
+                               else ("libx264", "yuv420p", {"crf": str(int(crf))}))
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
+    stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+    return stream
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -109,6 +114,58 @@ def write_video(path: str | os.PathLike, video: Any, fps: float = 16, layout: st
                 lossless: bool = False, crf: int = 18) -> Path:
     """Write a [-1, 1] video ([C, T, H, W] or [T, H, W, C]) as an mp4 at `path` (atomic)."""
     return write_bytes_atomic(path, encode_mp4(video_to_uint8(video, layout), fps=fps, lossless=lossless, crf=crf))
+
+
+class Mp4Writer:
+    """An mp4 written frame by frame as the frames come (streaming generation): one h264 encoder kept open; frames
+    go to `<path>.tmp` as they are encoded, and close() renames it to `path` (a failed or abandoned write leaves
+    nothing at `path`). Use as a context manager; write() takes [-1, 1] videos like write_video."""
+
+    def __init__(self, path: str | os.PathLike, fps: float = 16, lossless: bool = False, crf: int = 18):
+        if not fps > 0:
+            raise VideoError(f"fps must be > 0; got {fps}")
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.fps, self.lossless, self.crf = fps, lossless, crf
+        self.container = self.stream = None
+        self.frames_written = 0
+
+    def write(self, video: Any, layout: str | None = None) -> None:
+        import av
+
+        frames = video_to_uint8(video, layout)
+        if self.container is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.container = av.open(str(self.tmp), mode="w", format="mp4")
+            self.stream = _h264_stream(self.container, frames.shape[1], frames.shape[2], self.fps, self.lossless,
+                                       self.crf)
+        for frame in frames:
+            self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        self.frames_written += len(frames)
+
+    def close(self) -> Path:
+        if self.container is None:
+            raise VideoError(f"no frames were written to {self.path}")
+        self.container.mux(self.stream.encode(None))  # flush delayed (B-)frames
+        self.container.close()
+        self.container = None
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self.container is not None:
+            self.container.close()
+            self.container = None
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None and self.container is not None:
+            self.close()
+        else:
+            self.abort()
 
 
 def read_video(path: str | os.PathLike) -> VideoData:

@@ -5,14 +5,18 @@
         --prompts=scripts/inference/prompts/t2i.txt --seeds=0-1 [--num_steps=N] [--guidance_scale=G] [--fps=16] \\
         [--num_frames=81 --height=480 --width=832] [- key=value ...]
 
-Text-to-video (Wan, CogVideoX) and image-to-video (`--image PATH` with a WanI2V network: the image is resized to the
-video size and becomes the first frame's condition). Video-to-video (`--control_video`) needs a VACE network, which
-fastgen does not have yet: refused. The network and its sampler come as in image_model_inference.py (shared code in
-fastgen/inference.py): the few-step student sampler for distilled students, the network's own (shipped-scheduler)
-sampling for SFT configs. Frames and size default to the config's latent `model.input_shape` [C, T, H, W] times
+Text-to-video (Wan, CogVideoX), image-to-video (`--image PATH` with a WanI2V network: the image is resized to the
+video size and becomes the first frame's condition) and video-to-video (`--control_video PATH` with a VACEWan
+network: the first --num_frames frames of the video, resized to the video size, become the control video -- or, with
+the network's control_type="depth", the video its depth maps are computed from). The network and its sampler come
+as in image_model_inference.py (shared code in fastgen/inference.py): the few-step student sampler for distilled
+students, the network's own (shipped-scheduler) sampling for SFT configs. Frames and size default to the config's latent `model.input_shape` [C, T, H, W] times
 the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal factor) and the size a multiple of
 VAE factor x patch size, checked before anything is sampled or written.
 Outputs: `<out_dir>/videos/<prompt index>_<prompt words>_s<seed>.mp4` and `<out_dir>/contact_sheet.png`.
+`--causal` (causal networks, e.g. CausalWan): streaming generation chunk by chunk with the KV cache, each chunk's
+frames written to the mp4 as soon as it is done; `--num_frames` past the training length uses a rolling cache window
+(fastgen/inference_causal.py).
 """
 
 from __future__ import annotations
@@ -23,14 +27,15 @@ import sys
 import time
 
 SCRIPT_USAGE = ("python scripts/inference/video_model_inference.py --config=PATH [--ckpt_path=PATH] "
-                "(--prompt=TEXT | --prompts=FILE) [--image=PATH] [options] - key=value ...")
+                "(--prompt=TEXT | --prompts=FILE) [--image=PATH | --control_video=PATH] [options] - key=value ...")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from fastgen.cli import _Parser
 
-    parser = _Parser(description="Sample a text-to-video (or image-to-video) model: one mp4 per prompt and seed, "
-                                 "and a contact sheet. Config overrides follow a '-' (Hydra grammar, as in train.py).",
+    parser = _Parser(description="Sample a text-to-video (or image-/video-to-video) model: one mp4 per prompt and "
+                                 "seed, and a contact sheet. Config overrides follow a '-' (Hydra grammar, as in "
+                                 "train.py).",
                      usage=SCRIPT_USAGE)
     parser.add_argument("--config", required=True, help="experiment config .py with create_config()")
     parser.add_argument("--ckpt_path", default=None,
@@ -40,13 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", default=None, help="one prompt")
     parser.add_argument("--prompts", default=None, help="a text file with one prompt per line")
     parser.add_argument("--image", default=None, help="image-to-video: the first frame (WanI2V networks)")
-    parser.add_argument("--control_video", default=None, help="video-to-video (VACE networks; not available yet)")
+    parser.add_argument("--control_video", default=None,
+                        help="video-to-video: the control video, or the video to take depth from (VACEWan networks)")
     parser.add_argument("--seeds", default=None, help="noise seeds, e.g. '0,5,7' or '0-3' (default: --seed)")
     parser.add_argument("--seed", type=int, default=0, help="the seed when --seeds is not given")
     parser.add_argument("--num_steps", type=int, default=None, help="default model.student_sample_steps")
     parser.add_argument("--sampler_type", default="auto", choices=("auto", "student", "teacher"),
                         help="auto: the network's own sampling for SFT configs, the few-step student otherwise")
     parser.add_argument("--guidance_scale", type=float, default=None, help="classifier-free guidance")
+    parser.add_argument("--causal", action="store_true",
+                        help="stream chunk by chunk through a causal network's KV cache (frames written per chunk)")
     parser.add_argument("--num_frames", type=int, default=None, help="pixel frames (default from model.input_shape)")
     parser.add_argument("--height", type=int, default=None, help="pixels (default from model.input_shape)")
     parser.add_argument("--width", type=int, default=None, help="pixels (default from model.input_shape)")
@@ -110,14 +118,40 @@ def read_image(path: str, height: int, width: int):
     return torch.from_numpy(pixels).permute(2, 0, 1)[None] / 127.5 - 1
 
 
+def read_control_video(path: str, num_frames: int, height: int, width: int):
+    """The first num_frames frames of the --control_video file as [1, 3, F, H, W] in [-1, 1], each resized to the
+    video size (as --image)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from fastgen.cli import UsageError
+    from fastgen.utils.video import VideoError, read_video
+
+    try:
+        frames = read_video(path).frames
+    except VideoError as error:
+        raise UsageError(f"--control_video {path} is not a readable video ({error}); pass an mp4 file") from None
+    if len(frames) < num_frames:
+        raise UsageError(f"--control_video {path} has {len(frames)} frames, fewer than the {num_frames} asked: pass "
+                         f"a longer video or --num_frames of at most {len(frames)}")
+    resized = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC), dtype=np.float32)
+                        for f in frames[:num_frames]])
+    return torch.from_numpy(resized).permute(3, 0, 1, 2)[None] / 127.5 - 1
+
+
 def check_inputs(args: argparse.Namespace, net) -> None:
     """Refuse conditioning the network cannot take (before anything is built on disk)."""
     from fastgen.cli import UsageError
 
-    if args.control_video is not None:
-        raise UsageError("--control_video (video-to-video) needs a VACE network, which fastgen does not have yet; "
-                         "drop --control_video")
-    i2v = callable(getattr(net, "encode_image_condition", None))
+    v2v = callable(getattr(net, "encode_control", None))
+    if v2v and args.control_video is None:
+        raise UsageError(f"{type(net).__name__} is a video-to-video network: pass --control_video PATH")
+    if not v2v and args.control_video is not None:
+        raise UsageError(f"--control_video (video-to-video) needs a VACE network (VACEWan); {type(net).__name__} "
+                         "takes no control video: drop --control_video")
+    # a CosmosPredict2 network says per instance (video2world takes --image, text2world does not)
+    i2v = bool(getattr(net, "is_image_to_video", callable(getattr(net, "encode_image_condition", None))))
     if i2v and args.image is None:
         raise UsageError(f"{type(net).__name__} is an image-to-video network: pass --image PATH (the first frame)")
     if not i2v and args.image is not None:
@@ -155,11 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     check_inputs(args, net)
     shape, frames, height, width = video_geometry(args, config, net)
     image = read_image(args.image, height, width) if args.image is not None else None
+    control = None if args.control_video is None else read_control_video(args.control_video, frames, height, width)
     net.to(device)
     if getattr(net, "encoders", None) is not None:
         net.encoders.to(device)
-    sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
-    image_cond = None if image is None else net.encode_image_condition(image.to(device), frames)
+    if args.causal:
+        from fastgen.inference_causal import setup_causal, stream_videos
+
+        t_list, description = setup_causal(config, net, shape[1], args.num_steps)
+    else:
+        sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
+    # the condition parts beside the prompt, shared by every seed: the I2V first frame or the V2V control latents
+    extra_cond = None if image is None else net.encode_image_condition(image.to(device), frames)
+    if control is not None:
+        extra_cond = {"control_hidden_states": net.encode_control(control.to(device))}
     out_dir = args.out_dir or os.path.join(config.log_config.save_path, "inference")
     logger.info(f"{ckpt_path or 'model_id'} ({source}); {len(prompts)} prompt(s) x {len(seeds)} seed(s), {frames} "
                 f"frames {height}x{width} at {args.fps:g} fps -> {out_dir}; {description}")
@@ -167,9 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     for p, prompt in enumerate(tqdm(prompts, desc="prompts", unit="prompt")):
         noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
         condition = net.encode_text([prompt] * len(seeds), device=device)
-        if image_cond is not None:
-            condition.update({k: v.expand(len(seeds), *v.shape[1:]) for k, v in image_cond.items()})
+        if extra_cond is not None:
+            condition.update({k: v.expand(len(seeds), *v.shape[1:]) for k, v in extra_cond.items()})
         generator = torch.Generator(device=device).manual_seed(args.seed + p)
+        if args.causal:
+            paths = [os.path.join(out_dir, "videos", f"{p:03d}_{slug(prompt)}_s{s}.mp4") for s in seeds]
+            videos.append(stream_videos(config, net, noise.to(device), condition, t_list, paths, args.fps,
+                                        args.lossless, args.guidance_scale, generator))
+            continue
         latents = sample_fn(noise.to(device), condition, generator=generator)
         decoded = net.decode_latents(latents).clamp(-1, 1).float().cpu()
         for s, video in zip(seeds, decoded):

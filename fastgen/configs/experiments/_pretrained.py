@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 
-def video_loader_size(input_shape) -> dict:
-    """Pixel size for the video loader from a latent shape [C, T, H, W]: (width, height) = 8x the latent and
-    (T - 1) * 4 + 1 frames, the causal VAE's first frame being encoded alone."""
+def video_loader_size(input_shape, spatial: int = 8) -> dict:
+    """Pixel size for the video loader from a latent shape [C, T, H, W]: (width, height) = `spatial` x the latent (8;
+    Wan 2.2 TI2V-5B's VAE: 16) and (T - 1) * 4 + 1 frames, the causal VAE's first frame being encoded alone."""
     _, t, h, w = input_shape
-    return {"img_size": (w * 8, h * 8), "sequence_length": (t - 1) * 4 + 1}
+    return {"img_size": (w * spatial, h * spatial), "sequence_length": (t - 1) * 4 + 1}
 
 
 def apply_pretrained_family(config, net, input_shape, loader, loader_fields: dict[str, Any], group: str,

@@ -12,10 +12,10 @@ from fastgen.utils import LazyCall as L
 
 @attrs.define(slots=False)
 class ModelConfig(config_causvid.ModelConfig):
-    enable_gradient_in_rollout: bool = True
-    start_gradient_frame: int = 0
-    same_step_across_blocks: bool = True
-    last_step_only: bool = False
+    enable_gradient_in_rollout: bool = True  # the exit step keeps its graph (False: no gradient; refused at train time)
+    start_gradient_frame: int = 0  # chunks starting before this latent frame roll out without a graph
+    same_step_across_blocks: bool = True  # one exit step for every chunk (else one per chunk), drawn on rank 0
+    last_step_only: bool = False  # the exit step is always the last of student_sample_steps
 
 
 @attrs.define(slots=False)

@@ -11,7 +11,7 @@ from fastgen.utils import LazyCall as L
 
 @attrs.define(slots=False)
 class ModelConfig(config_sft.ModelConfig):
-    context_noise: float = 0.0  # noise level of the context frames written to the KV cache
+    context_noise: float = 0.0  # t of the context written to the KV cache in AR sampling (0: the clean chunk)
 
 
 @attrs.define(slots=False)

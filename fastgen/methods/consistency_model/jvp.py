@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 JVP_TYPES = ("autograd", "finite_diff")
 
@@ -74,8 +75,10 @@ def jvp(
 
     with torch.no_grad():
         if jvp_type == "autograd":
-            # compiled networks run eagerly here: TorchDynamo does not trace forward-mode AD transforms
-            with replay(), torch.compiler.set_stance("force_eager"):
+            # compiled networks run eagerly here: TorchDynamo does not trace forward-mode AD transforms; attention
+            # through scaled_dot_product_attention takes the math kernel, the one with a forward-AD formula (the
+            # fused flash / memory-efficient kernels have none: diffusers' transformers would fail here)
+            with replay(), torch.compiler.set_stance("force_eager"), sdpa_kernel(SDPBackend.MATH):
                 out, tangent_out = torch.func.jvp(fn, primals, tangents)
             return out.detach(), tangent_out.detach()
         # central difference: d/dh fn(p + h v) at h = 0 ~ (fn(p + h v) - fn(p - h v)) / (2 h)

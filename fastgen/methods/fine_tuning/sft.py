@@ -72,7 +72,7 @@ class SFTModel(FastGenModel):
         schedule = self.net.noise_scheduler
         condition_in = drop_condition(condition, neg_condition, getattr(self.config, "cond_dropout_prob", None),
                                       getattr(self.config, "cond_keys_no_dropout", ()))
-        t = schedule.sample_t(real.shape[0], **{**sample_t_kwargs(self.config.sample_t_cfg), "device": real.device})
+        t = self.sample_train_t(real)
         eps = torch.randn_like(real)
         x_t = schedule.forward_process(real, eps, t)
         pred = self.net(x_t, t, condition=condition_in)
@@ -86,6 +86,11 @@ class SFTModel(FastGenModel):
             "input_rand": noise,
         }
         return {"total_loss": loss, "dsm_loss": loss.detach()}, outputs
+
+    def sample_train_t(self, real: torch.Tensor) -> torch.Tensor:
+        """Training times: t ~ sample_t_cfg, float64 [B] (CausalSFT: one per chunk, [B, T])."""
+        schedule = self.net.noise_scheduler
+        return schedule.sample_t(real.shape[0], **{**sample_t_kwargs(self.config.sample_t_cfg), "device": real.device})
 
     def generator_fn(self, net: torch.nn.Module, noise: torch.Tensor, condition: Any = None,
                      student_sample_steps: int | None = None, t_list=None, neg_condition: Any = None,

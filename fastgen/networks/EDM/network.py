@@ -7,7 +7,7 @@ prediction (`net_pred_type`); schedules other than edm require "both" (MeanFlow'
 
 Extensions over EDM used by distillation methods:
   * `r_timestep`: a second time r (MeanFlow's average-velocity end point) embedded like t through a zero-initialised
-    linear map (an r-net starts equal to the t-only net); r defaults to t when not given;
+    linear map (an r-net starts equal to the t-only net); r defaults to t when not given; r < min_t embeds as min_t;
   * `enable_logvar`: a linear head on the noise embedding giving log u(t) for adaptive loss weighting (sCM);
   * features: the encoder output after the last block of every resolution (index 0 = highest resolution) for
     GAN discriminators; `return_features_early` stops after the deepest requested one;
@@ -183,6 +183,10 @@ class EDMPrecond(FastGenNetwork):
         r_labels = None
         if self.r_timestep:
             r_time = time if r is None else P.flatten_time(r, x_t, "r")
+            # r below the schedule's smallest time (MeanFlow's last step ends at r = 0) embeds as min_t: on edm the
+            # label log(r)/4 would otherwise leave the trained range for log(1e-20)/4 = -11.5 at r = 0, where the
+            # learned r-map has never been fitted; the trajectory below min_t is the data itself (0.002 on edm)
+            r_time = r_time.clamp(min=float(self.noise_scheduler.min_t))
             r_labels = P.noise_labels(r_time, self.schedule_type)
 
         # preconditioning and the embedding path run in float32 (float64 for a float64 input)

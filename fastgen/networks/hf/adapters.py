@@ -76,6 +76,24 @@ class FamilyAdapter:
     def native_output(self, net, raw, x):
         return raw
 
+    def convert_output(self, net, x_t, out, t, condition, fwd_pred_type):
+        """The native prediction as fwd_pred_type (Cosmos video2world and Wan 2.2 I2V also pin their conditioning
+        frames)."""
+        return net.convert_output(x_t, out, t, fwd_pred_type)
+
+    # -- MeanFlow's r embedding (r_embedding.py): families that support it name their time embedder --
+    def time_embedder(self, denoiser) -> nn.Module | None:
+        """The module whose output is the time embedding (the r embedding is added to it); None: no r support."""
+        return None
+
+    def time_input(self, net, x, t):
+        """Our schedule time -> the `timestep` input of the denoiser for latents x."""
+        return self.model_timestep(net, t)
+
+    def time_features(self, net, timestep):
+        """The denoiser's timestep input -> what its time embedder takes (sinusoidal features)."""
+        raise NotImplementedError
+
     def feature_blocks(self, denoiser) -> list[nn.Module]:
         raise NotImplementedError
 

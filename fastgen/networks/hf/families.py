@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from fastgen.networks.hf import adapters, video_adapters
+from fastgen.networks.hf.cosmos import CosmosPredict2
 from fastgen.networks.hf.network import HFNetwork
+from fastgen.networks.hf.vace import VACEWan
 
 
 class SD15(HFNetwork):
@@ -51,6 +53,14 @@ class WanI2V(HFNetwork):
         return self.adapter.encode_image_condition(self, images, num_frames)
 
 
+class Wan22I2V(WanI2V):
+    """Wan 2.2 TI2V-5B image-to-video (per-token time; the clean image latent replaces the first latent frame, whose
+    tokens get time 0; no CLIP encoder); condition keys prompt_embeds, first_frame_cond (the image latent
+    [B, C, 1, h, w], from encode_image_condition). The first frame's prediction always gives x0 = the image."""
+
+    adapter = video_adapters.Wan22I2VAdapter()
+
+
 class CogVideoX(HFNetwork):
     """CogVideoX 2B / 5B (CogVideoXTransformer3DModel + T5 + AutoencoderKLCogVideoX); latents [B, C, T, H, W],
     v on the cogvideox schedule."""
@@ -58,7 +68,8 @@ class CogVideoX(HFNetwork):
     adapter = video_adapters.CogVideoXAdapter()
 
 
-FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan, WanI2V, CogVideoX)}
+FAMILIES = {cls.adapter.family: cls for cls in (SD15, SDXL, Flux, QwenImage, Wan, WanI2V, Wan22I2V, VACEWan,
+                                               CogVideoX, CosmosPredict2)}
 
 
 def network_class(family: str) -> type[HFNetwork]:

@@ -12,12 +12,14 @@ not cast by `net.to(dtype)`, and can stay on CPU (`encoders_device="cpu"`) while
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 from torch import nn
 
 from fastgen.networks.hf.loading import build_component, load_architecture, load_component, load_config
+from fastgen.networks.hf.r_embedding import TIME_COND_TYPES, add_r_embedding, make_r_embedder, r_time
 from fastgen.networks.network import FastGenNetwork
 
 
@@ -86,6 +88,9 @@ class HFNetwork(FastGenNetwork):
         enable_preprocessors: build the VAE / text encoders now (else on `init_preprocessors()`).
         encoders_device: where encoders run ("cpu" keeps them off the accelerator); None follows the inputs.
         enable_logvar_linear: add the small logvar head (sCM's adaptive weighting) on a Fourier embedding of t.
+        r_timestep: add MeanFlow's second time r (r_embedding.py: a zero-output copy of the denoiser's time
+            embedder, `r_embedder_init="zero"`, adding its embedding of r ("abs") or t - r ("diff",
+            `time_cond_type`) to the time embedding); families whose adapter names no time embedder refuse it.
     """
 
     adapter = None  # set by each family
@@ -93,7 +98,8 @@ class HFNetwork(FastGenNetwork):
     def __init__(self, model_id: str, load_pretrained: bool = True, component_configs: dict | None = None,
                  enable_preprocessors: bool = False, encoders_device: str | None = None,
                  enable_logvar_linear: bool = False, net_pred_type: str | None = None,
-                 schedule_type: str | None = None, **kwargs: Any):
+                 schedule_type: str | None = None, r_timestep: bool = False, r_embedder_init: str = "zero",
+                 time_cond_type: str = "abs", **kwargs: Any):
         adapter = self.adapter
         if adapter is None:
             raise TypeError("HFNetwork needs a family: use SD15, SDXL, Flux, QwenImage, Wan or CogVideoX (fastgen.networks.hf)")
@@ -116,11 +122,22 @@ class HFNetwork(FastGenNetwork):
         if self.logvar_linear is not None:
             nn.init.zeros_(self.logvar_linear.weight)
             nn.init.zeros_(self.logvar_linear.bias)
+        self.r_timestep, self.time_cond_type = bool(r_timestep), time_cond_type
+        self.r_embedder = self._make_r_embedder(r_embedder_init) if self.r_timestep else None
         self.encoders = FrozenEncoders()
         if enable_preprocessors:
             self.init_preprocessors()
 
     # -- building / loading --
+    def _make_r_embedder(self, init: str) -> nn.Module:
+        if self.time_cond_type not in TIME_COND_TYPES:
+            raise ValueError(f"time_cond_type={self.time_cond_type!r}; expected one of {TIME_COND_TYPES}")
+        time_embedder = self.adapter.time_embedder(self.denoiser)
+        if time_embedder is None:
+            raise ValueError(f"{type(self).__name__} has no r embedding (r_timestep=True is supported by the Wan "
+                             "family)")
+        return make_r_embedder(time_embedder, init)
+
     def _class_of(self, name: str) -> tuple[str, str]:
         return self.adapter.components[name]
 
@@ -142,11 +159,16 @@ class HFNetwork(FastGenNetwork):
         return load_component(cls_path, self.model_id, subfolder)
 
     def init_preprocessors(self) -> None:
-        """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent."""
+        """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent.
+
+        Always with real weights on the CPU, even inside `torch.device("meta")` (ranks > 0 of fsdp_meta_init): the
+        encoders are not in state_dict, so FSDP's broadcast from rank 0 never reaches them; every rank loads its own.
+        """
         for name in self.adapter.encoder_names:
             if name in self.encoders:
                 continue
-            comp = self._build(name)
+            with torch.device("cpu"):
+                comp = self._build(name)
             if isinstance(comp, nn.Module):
                 comp.eval().requires_grad_(False).to(self.encoders.device)
             self.encoders[name] = comp
@@ -243,9 +265,9 @@ class HFNetwork(FastGenNetwork):
 
     def forward(self, x_t, t, condition=None, r=None, feature_indices=None, return_features_early=False,
                 return_logvar=False, fwd_pred_type=None, **kwargs):
-        if r is not None:
+        if r is not None and self.r_embedder is None:
             raise ValueError(f"{type(self).__name__} has no second-time (r) embedding; MeanFlow-style methods need a "
-                             "network with r_timestep")
+                             "network with r_timestep=True")
         if return_features_early and not feature_indices:
             return []  # no feature requested: nothing to compute
         self.adapter.check_latents(self, x_t)
@@ -254,12 +276,12 @@ class HFNetwork(FastGenNetwork):
         inputs = self.adapter.model_inputs(self, x_t.to(self.denoiser.dtype), t, condition)
         taps = FeatureTaps(self.feature_blocks(), feature_indices, self.adapter.feature_map_fn(self, x_t),
                            return_features_early)
-        with taps:
+        with taps, self._r_embedding(x_t, t, r):
             raw = self.denoiser(**inputs, return_dict=False)[0]
         if return_features_early:
             return taps.result()
         out = self.adapter.native_output(self, raw, x_t).to(x_t.dtype)
-        out = self.convert_output(x_t, out, t, fwd_pred_type)
+        out = self.adapter.convert_output(self, x_t, out, t, condition, fwd_pred_type)
         logvar = None
         if return_logvar:
             if self.logvar_linear is None:
@@ -267,6 +289,14 @@ class HFNetwork(FastGenNetwork):
             logvar = self.logvar_linear(_fourier(t, self.logvar_linear.in_features).to(self.logvar_linear.weight))
         return self.pack_outputs(out, taps.result() if feature_indices else None, logvar, feature_indices,
                                  return_logvar)
+
+    def _r_embedding(self, x_t, t, r):
+        """The r embedding added to the denoiser's time embedding during the call (nothing without r_timestep)."""
+        if self.r_embedder is None:
+            return contextlib.nullcontext()
+        timestep = self.adapter.time_input(self, x_t, r_time(t, r, self.time_cond_type))
+        return add_r_embedding(self.adapter.time_embedder(self.denoiser), self.r_embedder,
+                               self.adapter.time_features(self, timestep))
 
     # -- teacher sampling with the scheduler the model ships with --
     @torch.no_grad()

@@ -173,6 +173,29 @@ WAN_I2V = {
     "image_processor": dict(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
 }
 
+# Wan 2.2 TI2V-5B layout: the residual patchified VAE (12 = 3 x 2 x 2 channels in, 4x space: 16x16 pixels -> 4x4)
+WAN22_I2V = {
+    **WAN,
+    "vae": dict(WAN["vae"], is_residual=True, patch_size=2, in_channels=12, out_channels=12, dim_mult=[2, 2],
+                scale_factor_spatial=4),
+}
+
+# Wan 2.1 VACE: 2 VACE blocks (hints after main blocks 0 and 1); control = 4 inactive + 4 reactive latent channels +
+# 2 x 2 mask channels (the VAE's spatial factor squared). Depth control: a tiny Depth-Anything (DINOv2 backbone, 14 px
+# patches) and its DPT processor at 28 px.
+VACE_WAN = {
+    **WAN,
+    "transformer": dict(WAN["transformer"], vace_layers=[0, 1], vace_in_channels=12),
+    "depth_model": dict(
+        backbone_config=dict(model_type="dinov2", image_size=28, patch_size=14, hidden_size=16, num_hidden_layers=2,
+                             num_attention_heads=2, intermediate_size=32, out_indices=[1, 2],
+                             reshape_hidden_states=False, initializer_range=0.2),
+        reassemble_hidden_size=16, reassemble_factors=[2, 1], neck_hidden_sizes=[8, 16], fusion_hidden_size=8,
+        head_hidden_size=4, initializer_range=0.2,  # the default 0.02 gives ~1e-8 depths: no structure to normalise
+    ),
+    "depth_processor": dict(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14),
+}
+
 # 2B layout (sin-cos positions); the 5B one is the same with use_rotary_positional_embeddings=True
 COGVIDEOX = {
     "transformer": dict(
@@ -194,9 +217,23 @@ COGVIDEOX = {
     ),
 }
 
+# Cosmos-Predict2 Video2World layout: 4 latent channels + the condition-mask channel in (the padding-mask channel is
+# added inside), head dim 12 (the 3-D rotary split needs >= 4 per axis), Wan's tiny VAE and T5
+COSMOS_PREDICT2 = {
+    "transformer": dict(
+        in_channels=5, out_channels=4, num_attention_heads=2, attention_head_dim=12, num_layers=2, mlp_ratio=2.0,
+        text_embed_dim=32, adaln_lora_dim=8, max_size=(8, 16, 16), patch_size=(1, 2, 2), rope_scale=(1.0, 2.0, 2.0),
+        concat_padding_mask=True, extra_pos_embed_type=None,
+    ),
+    "vae": WAN["vae"],
+    "text_encoder": _T5_TEXT,
+    "tokenizer": {"kind": "t5", "model_max_length": 512},
+    "scheduler": dict(num_train_timesteps=1000, shift=1.0, use_karras_sigmas=True),
+}
+
 FAMILIES = {
     "sd15": SD15, "sdxl": SDXL, "flux": FLUX, "qwen_image": QWEN_IMAGE, "wan": WAN, "wan_i2v": WAN_I2V,
-    "cogvideox": COGVIDEOX,
+    "wan22_i2v": WAN22_I2V, "vace_wan": VACE_WAN, "cogvideox": COGVIDEOX, "cosmos_predict2": COSMOS_PREDICT2,
 }
 
 

@@ -149,14 +149,28 @@ class WanAdapter(VideoAdapter):
             raise ValueError(f"per-frame t must be [B, {grid[0]}] (one per latent frame); got {tuple(timestep.shape)}")
         return per_frame[:, :, None].expand(b, grid[0], grid[1] * grid[2]).reshape(b, -1)
 
-    def model_inputs(self, net, x, t, condition) -> dict:
+    def time_input(self, net, x, t):
         timestep = self.model_timestep(net, t)
         if net.options["expand_timesteps"]:
-            timestep = self.token_timesteps(net, timestep, x)
-        elif timestep.ndim != 1:
+            return self.token_timesteps(net, timestep, x)
+        if timestep.ndim != 1:
             raise ValueError(f"{type(net).__name__} takes one time per sample, t [B]; per-frame t {tuple(t.shape)} "
                              "needs a per-token-time model (Wan 2.2 TI2V: expand_timesteps=True)")
-        return dict(hidden_states=x, timestep=timestep, encoder_hidden_states=condition["prompt_embeds"].to(x.dtype))
+        return timestep
+
+    def model_inputs(self, net, x, t, condition) -> dict:
+        return dict(hidden_states=x, timestep=self.time_input(net, x, t),
+                    encoder_hidden_states=condition["prompt_embeds"].to(x.dtype))
+
+    # MeanFlow's r embedding goes where the transformer embeds its timestep (condition_embedder.time_embedder)
+    def time_embedder(self, denoiser) -> nn.Module:
+        return denoiser.condition_embedder.time_embedder
+
+    def time_features(self, net, timestep):
+        """[B] or per-token [B, N] timesteps -> the sinusoidal features the time embedder takes ([B, F] / [B, N, F]),
+        through the transformer's own projection."""
+        features = net.denoiser.condition_embedder.timesteps_proj(timestep.flatten())
+        return features.unflatten(0, tuple(timestep.shape)) if timestep.ndim == 2 else features
 
     def feature_blocks(self, denoiser) -> list[nn.Module]:
         return list(denoiser.blocks)
@@ -262,7 +276,26 @@ class CogVideoXAdapter(VideoAdapter):
         return {"prompt_embeds": embeds}
 
 
-class WanI2VAdapter(WanAdapter):
+class PromptOnlyNegative:
+    """For adapters whose condition holds more than the prompt (Wan I2V's image parts, VACE's control latents): CFG's
+    negative swaps only the prompt and keeps the rest, as those pipelines do. Put it before the adapter's base."""
+
+    @staticmethod
+    def _negative(condition, neg_condition):
+        if neg_condition is None:
+            return None
+        return {**condition, "prompt_embeds": neg_condition["prompt_embeds"]}
+
+    def guided_native(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
+        return super().guided_native(net, x, t, condition, self._negative(condition, neg_condition),
+                                     guidance_scale, **kw)
+
+    def guided_x0(self, net, x, t, condition, neg_condition, guidance_scale, **kw):  # explicit t_list sampling
+        return super().guided_x0(net, x, t, condition, self._negative(condition, neg_condition), guidance_scale,
+                                 **kw)
+
+
+class WanI2VAdapter(PromptOnlyNegative, WanAdapter):
     """Wan 2.1 I2V: the T2V transformer with image cross-attention (CLIP ViT penultimate hidden states,
     `image_embeds`) and the first-frame condition concatenated to the noisy latents on channels (`first_frame_cond`:
     the temporal-factor mask channels then the VAE latents of the image followed by zero frames), as
@@ -286,21 +319,6 @@ class WanI2VAdapter(WanAdapter):
         inputs["hidden_states"] = torch.cat([x, condition["first_frame_cond"].to(x)], dim=1)
         inputs["encoder_hidden_states_image"] = condition["image_embeds"].to(x.dtype)
         return inputs
-
-    @staticmethod
-    def _negative(condition, neg_condition):
-        """CFG's negative: the condition with only the prompt swapped (the pipeline keeps the image parts)."""
-        if neg_condition is None:
-            return None
-        return {**condition, "prompt_embeds": neg_condition["prompt_embeds"]}
-
-    def guided_native(self, net, x, t, condition, neg_condition, guidance_scale, **kw):
-        return super().guided_native(net, x, t, condition, self._negative(condition, neg_condition),
-                                     guidance_scale, **kw)
-
-    def guided_x0(self, net, x, t, condition, neg_condition, guidance_scale, **kw):  # explicit t_list sampling
-        return super().guided_x0(net, x, t, condition, self._negative(condition, neg_condition), guidance_scale,
-                                 **kw)
 
     def encode_prompt(self, net, pipe, prompts, device) -> dict:
         """The T2V pipeline's text path on this pipeline's tokenizer / encoder: the same embeddings, but diffusers
@@ -340,3 +358,85 @@ class WanI2VAdapter(WanAdapter):
                 for img in images]
         return {"image_embeds": hidden.hidden_states[-2].to(images.device),
                 "first_frame_cond": torch.cat(cond).to(images.device)}
+
+
+class Wan22I2VAdapter(WanI2VAdapter):
+    """Wan 2.2 TI2V-5B image-to-video (WanImageToVideoPipeline with expand_timesteps=True): no CLIP encoder and no
+    channel concatenation. The condition `first_frame_cond` is the clean latent of the image, [B, C, 1, h, w]; the
+    transformer sees it in place of the first latent frame, and that frame's tokens get timestep 0 (the other tokens
+    the sample's t), as the pipeline builds its model input and per-token timesteps.
+
+    The conditioning frame does not count in training or sampling: the native prediction of the first latent frame
+    is replaced by the one whose x0 is the image latent (`convert_output`), so in every prediction type the
+    first frame's x0 is the image, its error against a video that starts with the image is 0, and no gradient flows
+    through it. Training batches get the image from their first pixel frame (`complete_batch`), and their `real`
+    latents' first frame becomes that image latent. Teacher sampling is the pipeline's: the scheduler steps the
+    whole latent video, the model always sees the image in frame 0, and the result's frame 0 is the image."""
+
+    family = "wan22_i2v"
+    components = WanAdapter.components
+    encoder_names = WanAdapter.encoder_names
+    condition_keys = ("prompt_embeds", "first_frame_cond")
+    extra_kwargs = {"max_sequence_length": 512, "expand_timesteps": True}
+
+    def pipeline_extra_kwargs(self) -> dict:
+        return {"expand_timesteps": True}
+
+    def time_input(self, net, x, t):
+        """Per-frame times with the image frame's at 0, then one per token (the pipeline's first_frame_mask * t)."""
+        if not net.options["expand_timesteps"]:
+            raise ValueError(f"{type(net).__name__} is a per-token-time model: expand_timesteps must stay True")
+        per_frame = t[:, None].expand(t.shape[0], x.shape[2]) if t.ndim == 1 else t
+        per_frame = torch.cat([torch.zeros_like(per_frame[:, :1]), per_frame[:, 1:]], dim=1)
+        return super().time_input(net, x, per_frame)
+
+    def image_latent(self, net, x, condition) -> torch.Tensor:
+        image = condition["first_frame_cond"]
+        if image.ndim != 5 or image.shape[2] != 1 or image.shape[1] != x.shape[1] or image.shape[3:] != x.shape[3:]:
+            raise ValueError(f"{type(net).__name__} takes first_frame_cond = the image latent [B, {x.shape[1]}, 1, "
+                             f"{x.shape[3]}, {x.shape[4]}] (encode_image_condition); got {tuple(image.shape)}")
+        return image.to(x)
+
+    def model_inputs(self, net, x, t, condition) -> dict:
+        x = torch.cat([self.image_latent(net, x, condition), x[:, :, 1:]], dim=2)
+        return WanAdapter.model_inputs(self, net, x, t, condition)
+
+    def convert_output(self, net, x_t, out, t, condition, fwd_pred_type):
+        """Our prediction type, with frame 0's replaced by the one that gives x0 = the image latent at (x_t, t): the
+        image itself for x0; kept as predicted where sigma(t) = 0 for the other types (x0 = x_t there whatever
+        they say)."""
+        out = net.convert_output(x_t, out, t, fwd_pred_type)
+        target, image = fwd_pred_type or net.net_pred_type, self.image_latent(net, x_t, condition)
+        if target != "x0":
+            sched = net.noise_scheduler
+            t0 = (t if t.ndim == 1 else t[:, 0]).to(torch.float64)
+            live = sched.sigma(t0) > 0
+            t_safe = torch.where(live, t0, torch.full_like(t0, sched.max_t))
+            image = sched.convert_model_output(x_t[:, :, :1], image, t_safe, "x0", target).to(out.dtype)
+            image = torch.where(live.view(-1, 1, 1, 1, 1), image, out[:, :, :1])
+        return torch.cat([image.to(out.dtype), out[:, :, 1:]], dim=2)
+
+    def sample(self, net, noise, condition, neg_condition, guidance_scale, num_steps, generator=None, **kw):
+        x = super().sample(net, noise, condition, neg_condition, guidance_scale, num_steps, generator, **kw)
+        return torch.cat([self.image_latent(net, x, condition).to(x.dtype), x[:, :, 1:]], dim=2)
+
+    def complete_batch(self, net, data: dict) -> dict:
+        """As Wan 2.1 I2V (the image from the raw video's first frame); then the first latent frame of `real` is set
+        to the image latent, so the training video starts exactly with its conditioning image."""
+        data = super().complete_batch(net, data)
+        real, cond = data.get("real"), data.get("condition")
+        if isinstance(real, torch.Tensor) and real.ndim == 5 and isinstance(cond, dict) and "first_frame_cond" in cond:
+            data["real"] = torch.cat([self.image_latent(net, real, cond).to(real.dtype), real[:, :, 1:]], dim=2)
+        return data
+
+    def encode_image_condition(self, net, images, num_frames: int) -> dict:
+        """Images [B, 3, H, W] in [-1, 1] -> {"first_frame_cond": the normalised VAE latent (mode) of each image,
+        [B, C, 1, H / s, W / s]}: the pipeline's own prepare_latents (num_frames only sizes its unused noise)."""
+        pipe, device = net.pipeline(), net._enc_device(images.device)
+        z_dim = net.encoders["vae"].config.z_dim
+        _, _, h, w = images.shape
+        f, s = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+        shape = (1, z_dim, (num_frames - 1) // f + 1, h // s, w // s)
+        _, latent, _ = pipe.prepare_latents(images.to(device, torch.float32), 1, z_dim, h, w, num_frames,
+                                            torch.float32, device, None, torch.zeros(shape, device=device))
+        return {"first_frame_cond": latent.to(images.device)}

@@ -15,6 +15,10 @@ NUM_CLASSES = 10
 INPUT_SHAPE = [1, 32, 32]
 # the shipped teacher (trained by scripts/train_demo_teacher.sh through train.py; see fastgen/assets/teachers/)
 TEACHER_WEIGHTS_NAME = "fashion_mnist_edm_teacher.safetensors"
+# the teacher's discriminator features (EDMPrecond: encoder output after the last block of each resolution level):
+# feature i has FEATURE_CHANNELS[i] channels at FEATURE_RESOLUTIONS[i]^2 (model_channels 16 x channel_mult [1, 2, 4])
+FEATURE_RESOLUTIONS = [32, 16, 8]
+FEATURE_CHANNELS = [16, 32, 64]
 
 
 def shipped_teacher_path() -> str:
@@ -44,6 +48,21 @@ def fashion_mnist_loader(batch_size: int = 64, split: str = "train"):
         root=None, split=split, batch_size=batch_size, resolution=32, use_labels=True, seed=0,
         sampler_start_idx=None, max_size=None,
     )
+
+
+def fashion_mnist_discriminator(feature_indices=(0, 1, 2)):
+    """GAN heads on the teacher's features (f-distill, LADD): one EDM conv head per resolution level, each keeping
+    its feature's width (16/32/64 channels), strided 4x4 convs down to 4x4, then one logit (~0.2M parameters for
+    the three heads, mostly the 64-channel one). The features come from the teacher's encoder alone
+    (`return_features_early`), so the GAN adds about half a teacher pass per sample."""
+    return L("fastgen.networks.discriminators.Discriminator_EDM")(
+        feature_indices=list(feature_indices), all_res=list(FEATURE_RESOLUTIONS), in_channels=list(FEATURE_CHANNELS),
+    )
+
+
+def use_adam(optimizer, lr: float, betas=(0.0, 0.99)) -> None:
+    """Adam without weight decay (beta1 = 0 by default, as the alternating distribution-matching configs use)."""
+    optimizer.optim_type, optimizer.weight_decay, optimizer.betas, optimizer.lr = "adam", 0.0, list(betas), lr
 
 
 def power_ema(gamma: float = 6.94, name: str = "ema"):

@@ -18,37 +18,30 @@ teacher features (40.5, unstable), batch 48 at equal compute and a longer EMA (g
 the chosen settings give 17.3 (generator lr 3e-4: 19.7). Measured end to end in fastgen/demo/README.md.
 """
 
-from fastgen.configs.experiments.FashionMNIST._common import apply_demo_settings, power_ema, shipped_teacher_path
+from fastgen.configs.experiments.FashionMNIST._common import apply_distillation_settings, use_adam
 from fastgen.configs.methods import config_dmd2
 
 
-def create_config():
-    config = config_dmd2.create_config()
-    apply_demo_settings(config, name="dmd2_student", batch_size=32)
+def apply_dmd2_settings(config, name: str) -> None:
+    """The tuned DMD2 settings above on a DMD2-family config (DMD2 itself, f-distill)."""
+    apply_distillation_settings(config, name=name)
     model = config.model
-    model.pretrained_model_path = shipped_teacher_path()
     model.gan_loss_weight_gen = 0.0
     model.discriminator = None
     model.student_update_freq = 2
-    model.student_sample_steps = 1
     model.student_sample_type = "sde"
     model.guidance_scale = None
-    for name in ("net_optimizer", "fake_score_optimizer"):
-        optimizer = getattr(model, name)
-        optimizer.optim_type = "adam"
-        optimizer.weight_decay = 0.0
-        optimizer.betas = [0.0, 0.99]
-    model.net_optimizer.lr = 2e-4
-    model.fake_score_optimizer.lr = 8e-4
+    use_adam(model.net_optimizer, lr=2e-4)
+    use_adam(model.fake_score_optimizer, lr=8e-4)
     model.fake_score_dsm_weighting = "edm"
-    for name in ("net_scheduler", "fake_score_scheduler"):
-        getattr(model, name).warm_up_steps = [0]
+    model.fake_score_scheduler.warm_up_steps = [0]
     t_cfg = model.sample_t_cfg
     t_cfg.time_dist_type = "polynomial"  # uniform in t^(1/rho), rho = 7 (EDM's sampling density)
     t_cfg.min_t = 0.002
     t_cfg.max_t = 80.0
-    config.trainer.callbacks.update(power_ema())
-    model.use_ema = ["ema"]
-    config.trainer.max_iter = 1800
-    config.trainer.save_ckpt_iter = 300
+
+
+def create_config():
+    config = config_dmd2.create_config()
+    apply_dmd2_settings(config, name="dmd2_student")
     return config

@@ -6,7 +6,7 @@ shipped SFT teacher; no GAN. Same optimiser/time-distribution choices as config_
 Not tuned (benchmarks/fashion_mnist_table.py measures it at equal CPU time with the other methods).
 """
 
-from fastgen.configs.experiments.FashionMNIST._common import apply_distillation_settings
+from fastgen.configs.experiments.FashionMNIST._common import apply_distillation_settings, use_adam
 from fastgen.configs.methods import config_sid
 
 
@@ -19,11 +19,8 @@ def create_config():
     model.student_update_freq = 2
     model.student_sample_type = "sde"
     model.guidance_scale = None
-    for name in ("net_optimizer", "fake_score_optimizer"):
-        optimizer = getattr(model, name)
-        optimizer.optim_type, optimizer.weight_decay, optimizer.betas = "adam", 0.0, [0.0, 0.99]
-    model.net_optimizer.lr = 2e-5
-    model.fake_score_optimizer.lr = 2e-4
+    use_adam(model.net_optimizer, lr=2e-5)
+    use_adam(model.fake_score_optimizer, lr=2e-4)
     model.fake_score_scheduler.warm_up_steps = [0]
     t_cfg = model.sample_t_cfg
     t_cfg.time_dist_type, t_cfg.min_t, t_cfg.max_t = "polynomial", 0.002, 80.0

@@ -2,19 +2,14 @@
 transformer blocks 15, 22 and 29 (GAN weight 0.03), teacher CFG 5.0, 6k iterations, global batch 64."""
 
 from fastgen.configs.discriminator import Discriminator_Wan_1_3B_Multiscale_Config
-from fastgen.configs.experiments.WanT2V._common import apply_wan, apply_wan_distill
+from fastgen.configs.experiments.WanT2V._common import apply_wan, apply_wan_dmd2_recipe
 from fastgen.configs.methods import config_dmd2
 
 
 def apply_wan_dmd2(config, name: str, size: str = "1.3b", discriminator=Discriminator_Wan_1_3B_Multiscale_Config):
-    """Wan + the video DMD2 recipe (shared with config_fdistill and the 14B config)."""
+    """Wan + the video DMD2 recipe (shared with config_fdistill and the 14B / 5B configs)."""
     apply_wan(config, name, size)
-    apply_wan_distill(config)
-    config.model.discriminator = discriminator
-    config.model.gan_loss_weight_gen = 0.03
-    config.model.guidance_scale = 5.0
-    config.trainer.max_iter = 6000
-    config.trainer.batch_size_global = 64
+    apply_wan_dmd2_recipe(config, discriminator)
     return config
 
 

@@ -1,0 +1,69 @@
+"""Streaming inference with a causal video network (`video_model_inference.py --causal`): chunk-by-chunk generation
+through `causal_generate` with the KV cache, each finished chunk decoded (WanStreamDecoder, exact) and appended to
+the open mp4 encoders at once. Videos longer than the training length (`--num_frames`) run with a rolling cache
+window (default: total_num_frames - chunk_size frames of context, so every chunk sees at most the training length
+and rotary distances stay in the trained range)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def setup_causal(config, net, latent_frames: int, num_steps: int | None) -> tuple[torch.Tensor, str]:
+    """Check the network and frame count, set the rolling window when extrapolating; (t_list, description)."""
+    from fastgen.cli import UsageError
+    from fastgen.networks.network import CausalFastGenNetwork
+
+    if not isinstance(net, CausalFastGenNetwork):
+        raise UsageError(f"--causal needs a causal video network (e.g. CausalWan); the config's model.net builds "
+                         f"{type(net).__name__}: drop --causal or use a causal config")
+    try:
+        net.check_chunked(latent_frames)
+    except ValueError as error:
+        raise UsageError(f"--num_frames: {error}") from None
+    window = ""
+    if latent_frames > net.total_num_frames and net.max_cache_frames is None:
+        net.max_cache_frames = max(net.total_num_frames - net.chunk_size, 1)
+        window = f", rolling cache window of {net.max_cache_frames} latent frames past the training length"
+    steps = int(num_steps if num_steps is not None else config.model.student_sample_steps)
+    if steps < 1:
+        raise UsageError(f"--num_steps must be >= 1; got {steps}")
+    t_list = config.model.sample_t_cfg.t_list
+    if t_list is None or len(t_list) != steps + 1:
+        t_list = net.noise_scheduler.get_t_list(steps)
+    t_list = torch.as_tensor(list(t_list), dtype=torch.float64)
+    return t_list, (f"streaming {latent_frames // net.chunk_size} chunks of {net.chunk_size} latent frames with the "
+                    f"KV cache, {steps} steps per chunk{window}")
+
+
+@torch.no_grad()
+def stream_videos(config, net, noise, condition, t_list, paths: list[str], fps: float, lossless: bool,
+                  guidance_scale: float | None = None, generator=None) -> torch.Tensor:
+    """Generate noise.shape[0] videos chunk by chunk, appending each finished chunk's frames to paths[i] as it is
+    done; returns the decoded videos [B, 3, F, H, W] in [-1, 1]."""
+    from fastgen.networks.causal_sampling import causal_generate
+    from fastgen.networks.hf.stream_decode import WanStreamDecoder
+    from fastgen.utils.video import Mp4Writer
+
+    neg = None
+    if guidance_scale is not None:
+        neg = net.encode_text([""] * noise.shape[0], device=noise.device)
+    decoder, pixels = WanStreamDecoder(net), []
+    writers = [Mp4Writer(path, fps=fps, lossless=lossless) for path in paths]
+    try:
+        def on_chunk(start_frame: int, x0: torch.Tensor) -> None:
+            frames = decoder.decode(x0).float().cpu()
+            for writer, video in zip(writers, frames):
+                writer.write(video, layout="CTHW")
+            pixels.append(frames)
+
+        causal_generate(net, noise, condition, t_list=t_list.to(noise.device),
+                        context_noise=float(getattr(config.model, "context_noise", 0.0) or 0.0), neg_condition=neg,
+                        guidance_scale=guidance_scale, on_chunk=on_chunk, generator=generator)
+        for writer in writers:
+            writer.close()
+    finally:
+        for writer in writers:
+            writer.abort()
+        decoder.close()
+    return torch.cat(pixels, dim=2)

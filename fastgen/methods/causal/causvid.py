@@ -1,0 +1,44 @@
+"""CausVid (Yin et al. 2025, "From Slow Bidirectional to Fast Autoregressive Video Diffusion Models").
+
+DMD2 (see distribution_matching/dmd2.py) with a causal student G and a bidirectional teacher T (`model.teacher`);
+the fake score F has the teacher's architecture (or `model.fake_score_net`). The student (usually initialised from a
+CausalKD checkpoint, `pretrained_student_net_path`) is trained with diffusion forcing:
+    x = real video noised per chunk with t_c drawn from t_list (sample_t_inhom: every entry, the clean 0 included;
+        chunks at t_list[0] start from pure noise as at inference),
+    gen = G(x, t [B, T]) in one block-causal pass (is_ar=False),
+then DMD2's losses on the whole video: x_t = noise(gen, t ~ sample_t_cfg), VSD(gen; T_x0(x_t), F_x0(x_t)) (+ GAN);
+critic steps train F by DSM on gen. Sampling (generator_fn): causal_generate, chunk by chunk with the KV cache.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from fastgen.methods.causal.common import CausalMethodMixin
+from fastgen.methods.distribution_matching.dmd2 import DMD2Model
+
+
+class CausVidModel(CausalMethodMixin, DMD2Model):
+    non_causal_method = "DMD2Model"
+
+    def sampling_guidance(self, guidance_scale: float | None) -> float | None:
+        return guidance_scale  # config.guidance_scale guides the teacher, not the distilled student
+
+    def student_input(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_student, t_student float64 [B, T] constant per chunk, unit noise z): diffusion forcing on real data."""
+        schedule = self.net.noise_scheduler
+        noise = torch.randn_like(real)
+        t_list = self.student_t_list(self.net, int(self.config.student_sample_steps)).to(real.device)
+        t = schedule.sample_t_inhom(real.shape[0], real.shape[2], self.net.chunk_size, t_list,
+                                    device=real.device).to(schedule.t_precision)
+        x_first = schedule.latents(noise, t_list[0])
+        at_first = (t == t_list[0])[:, None, :, None, None]
+        return torch.where(at_first, x_first, schedule.forward_process(real, noise, t)), t, noise
+
+    def step_outputs(self, gen: torch.Tensor, noise: torch.Tensor, condition: Any) -> dict[str, Any]:
+        """A deferred AR sample from the step's noise (the training gen is teacher-forced, not a rollout)."""
+        return {"gen_rand": functools.partial(self.generator_fn, self.net_inference, noise, condition=condition),
+                "input_rand": noise}
