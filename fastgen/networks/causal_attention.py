@@ -30,6 +30,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from fastgen.utils.errors import BadInputError
+
 DISABLE_FLEX_ENV = "FASTGEN_DISABLE_FLEX_ATTENTION"
 ATTENTION_BACKENDS = ("auto", "flex", "sdpa")
 _GIB = 1024**3
@@ -179,8 +181,9 @@ class CacheEntry(NamedTuple):
         return self.k.numel() * self.k.element_size() + self.v.numel() * self.v.element_size()
 
 
-class CacheMemoryError(ValueError):
-    """A KV cache that would not fit in the free memory of its device (bad input: too long a cache window)."""
+class CacheMemoryError(BadInputError):
+    """A KV cache that would not fit in the free memory of its device (bad input: too long a cache window; CLI: exit
+    2)."""
 
 
 def available_memory(device: torch.device) -> int | None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from fastgen.networks import samplers
 from fastgen.networks.noise_schedule import PRED_TYPES, get_noise_schedule
+from fastgen.utils.errors import BadInputError
 
 # Spatial size (pixels or latents per side) that `train.py --smoke` runs at: fixed-resolution networks declare it as
 # their tiny resolution, and fastgen.smoke shrinks model.input_shape to it, so the two always agree.
@@ -227,10 +228,11 @@ class CausalFastGenNetwork(FastGenNetwork):
 
 
 def require_causal(net, method_name: str, instead: str | None = None) -> None:
-    """One-line ValueError unless `net` is a CausalFastGenNetwork (the causal methods need chunks and a KV cache)."""
+    """One-line BadInputError (CLI: exit 2) unless `net` is a CausalFastGenNetwork (the causal methods need chunks
+    and a KV cache)."""
     if isinstance(net, CausalFastGenNetwork):
         return
     hint = f", or train it with the non-causal {instead}" if instead else ""
-    raise ValueError(f"{method_name} needs a causal video network (CausalFastGenNetwork: block-causal chunks + KV "
+    raise BadInputError(f"{method_name} needs a causal video network (CausalFastGenNetwork: block-causal chunks + KV "
                      f"cache) as model.net, got {type(net).__name__}: use a causal net config (e.g. CausalWan, "
                      f"ToyCausalVideoNet){hint}")
