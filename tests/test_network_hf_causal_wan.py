@@ -232,11 +232,18 @@ def test_causal_wan_family_cache_equals_full_pass_and_one_chunk_equals_bidirecti
     (family, causal_cls, plain_cls, seed, kwargs), cond = _family_cases()[name]
     plain, causal, one_chunk = _family_pair(family, causal_cls, plain_cls, seed, **kwargs)
     x, t, _ = inputs
-    if name == "vace":  # diffusers' VACE transformer takes one time per sample: per-frame t constant over a call
-        t = t[:, :1].expand(B, FRAMES)
-        with pytest.raises(ValueError, match="one time per sample"):
-            causal(x, torch.linspace(0.1, 0.9, FRAMES, dtype=torch.float64).expand(B, FRAMES), cond)
     with torch.no_grad():
+        if name == "vace":  # the added per-token-time path is diffusers' VACE math: equal at constant per-token t
+            from fastgen.networks.hf.vace_per_token import PerTokenVACETransformer
+
+            d = PerTokenVACETransformer.from_config(plain.denoiser.config)
+            d.load_state_dict(plain.denoiser.state_dict())
+            d.use_per_token_blocks()
+            inputs = dict(hidden_states=x, encoder_hidden_states=cond["prompt_embeds"],
+                          control_hidden_states=cond["control_hidden_states"], return_dict=False)
+            per_sample = plain.denoiser(timestep=(t[:, 0] * 1000).float(), **inputs)[0]
+            tokens = (t[:, :1] * 1000).float().expand(B, FRAMES * 16)
+            assert (d(timestep=tokens, **inputs)[0] - per_sample).abs().max() <= 1e-5
         assert (one_chunk(x, t[:, 0], cond) - plain(x, t[:, 0], cond)).abs().max() <= 1e-6
         full = causal(x, t, cond)
         assert (_ar(causal, x, t, cond, 2) - full).abs().max() <= 1e-5

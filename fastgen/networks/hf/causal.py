@@ -157,8 +157,6 @@ class CausalTimeMixin:
     """Adapter mixin of the causal Wan networks: per-frame t [B, T] -> one timestep per video token (the transformer's
     2-D timestep path); t constant over the frames takes the [B] path. Put it before the family's adapter."""
 
-    per_token_time = True  # False: the transformer has no per-token time path (VACE)
-
     def time_input(self, net, x, t):
         if t.ndim != 2 or net.options["expand_timesteps"]:
             return super().time_input(net, x, t)
@@ -166,9 +164,6 @@ class CausalTimeMixin:
             raise ValueError(f"per-frame t must be [B, {x.shape[2]}] (one per latent frame); got {tuple(t.shape)}")
         if t.shape[1] == 1 or bool((t == t[:, :1]).all()):
             return super().time_input(net, x, t[:, 0])
-        if not self.per_token_time:
-            raise ValueError(f"{type(net).__name__}: the transformer takes one time per sample; per-frame t must be "
-                             "constant over the frames of a call (e.g. one chunk per autoregressive call)")
         return self.token_timesteps(net, self.model_timestep(net, t), x)
 
 

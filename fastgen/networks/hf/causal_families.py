@@ -9,8 +9,8 @@ image-to-video and VACE. Same weights / state-dict keys as the bidirectional net
     are plain per-token-time Wan 2.2 and see the image through the cache.
   * CausalVACEWan (VACE): the control branch's blocks (`vace_blocks`) attend among the control tokens too; their
     self-attention is made block-causal with cache entries of its own, so chunk k's hints (and output) never depend
-    on later control frames. diffusers' VACE transformer has no per-token time path: per-frame t must be constant
-    over the frames of a call (one chunk per AR call, as rollouts do; a block-causal full pass with one t).
+    on later control frames. diffusers' VACE transformer takes one time per sample: its subclass
+    PerTokenVACETransformer (vace_per_token.py, same weights) adds the per-token path diffusion forcing needs.
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ class CausalWan22I2VAdapter(CausalTimeMixin, Wan22I2VAdapter):
 
 
 class CausalVACEAdapter(CausalTimeMixin, VACEAdapter):
-    """VACE with per-frame time constant over each call's frames (its transformer takes one time per sample)."""
+    """VACE with per-frame time: the transformer is PerTokenVACETransformer (vace_per_token.py), diffusers' VACE
+    transformer plus a per-token-time path (same weights)."""
 
-    per_token_time = False
+    components = {**VACEAdapter.components,
+                  "transformer": ("fastgen.networks.hf.vace_per_token.PerTokenVACETransformer", "transformer")}
 
 
 class CausalWanI2V(CausalWanMixin, WanI2V, CausalFastGenNetwork):
@@ -75,6 +77,10 @@ class CausalVACEWan(CausalWanMixin, VACEWan, CausalFastGenNetwork):
 
     adapter = CausalVACEAdapter()
     frame_condition_keys = ("control_hidden_states",)
+
+    def __init__(self, model_id: str, **kwargs):
+        super().__init__(model_id, **kwargs)
+        self.denoiser.use_per_token_blocks()
 
     def causal_attention_modules(self) -> list:
         return [*super().causal_attention_modules(), *(block.attn1 for block in self.denoiser.vace_blocks)]
