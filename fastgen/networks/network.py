@@ -198,6 +198,10 @@ class CausalFastGenNetwork(FastGenNetwork):
       * frame_offset is added to every frame's position (rotary embeddings): positions are cur_start_frame +
         frame_offset + i. Rotary attention depends only on position differences, so a rolling cache window
         keeps the distances seen in training when generating past total_num_frames.
+    Constructor kwarg max_cache_frames = W (None: no window) on every causal net: the cache keeps the last W frames
+    per tag, and the is_ar=False pass masks with the same window -- a frame of chunk k attends to frames in
+    [start of chunk k - W, end of chunk k) -- so training and streaming see the same context and chunk-by-chunk
+    generation equals the full pass with a window too.
     clear_caches() drops every cache (call before a new video).
     """
 
