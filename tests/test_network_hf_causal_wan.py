@@ -190,6 +190,8 @@ def test_rolling_window_masks_the_full_pass_as_the_cache_does(wan, inputs):
     with torch.no_grad():
         full = window(x, t, cond)
         assert (_ar(window, x, t, cond, 2) - full).abs().max() <= 1e-5
+        flex = _causal(wan, chunk_size=2, max_cache_frames=2, attention_backend="flex")
+        assert (flex(x, t, cond) - full).abs().max() <= 1e-5  # the window in flex's mask function too
         unwindowed = keep_all(x, t, cond)
         assert torch.equal(full[:, :, :4], unwindowed[:, :, :4])  # chunks 0, 1 see at most 2 earlier frames anyway
         assert (full - unwindowed)[:, :, 4:].abs().max() > 1e-3  # chunk 2 no longer attends to frames 0, 1
