@@ -257,12 +257,14 @@ def _set_backend_flags(config) -> None:
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run `main(argv)`; usage/config errors -> 'error: ...' + exit 2, other failures -> 'error: ...' + exit 1.
+    """Run `main(argv)`; usage/config/bad-input errors (UsageError, ConfigError, fastgen.utils.errors.BadInputError)
+    -> 'error: ...' + exit 2, other failures -> 'error: ...' + exit 1.
 
     The traceback is shown only with --log_level DEBUG.
     """
     from fastgen.configs.config_utils import ConfigError
     from fastgen.utils.env import redact_text
+    from fastgen.utils.errors import BadInputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(argv)
@@ -273,7 +275,7 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: Sequence[str] 
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
         return 130
-    except (UsageError, ConfigError) as e:
+    except (UsageError, ConfigError, BadInputError) as e:  # bad input, wherever it is found
         _report(e, debug, redact_text)
         return 2
     except Exception as e:  # noqa: BLE001 - anything else: still one clear line

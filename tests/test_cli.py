@@ -213,3 +213,26 @@ def test_train_py_runs_a_tiny_real_training(tmp_path):
     saved = load_config_from_yaml(run_dir / "config.yaml")
     assert saved.trainer.grad_accum_rounds == 2 and "wandb" not in saved.trainer.callbacks
     assert saved.trainer.checkpointer.save_dir == str(run_dir / "checkpoints")
+
+
+CAUSAL_WITH_BIDIRECTIONAL_NET = '''
+from fastgen.configs.experiments.Toy import config_sft_causal
+from fastgen.configs.net import Toy_Video_Config
+
+
+def create_config():
+    c = config_sft_causal.create_config()
+    c.model.net = Toy_Video_Config  # bidirectional: no chunks, no KV cache
+    c.model.device = "cpu"
+    c.log_config.wandb_mode = "disabled"
+    return c
+'''
+
+
+def test_causal_method_with_a_non_causal_net_is_one_line_exit_2(tmp_path):
+    (tmp_path / "bad_causal.py").write_text(CAUSAL_WITH_BIDIRECTIONAL_NET)
+    r = run([str(REPO / "train.py"), "--config=bad_causal.py"], tmp_path, cwd=tmp_path)
+    line = one_error_line(r)
+    assert r.returncode == 2, r.stderr
+    assert line.startswith("error: CausalSFTModel needs a causal video network") and "got ToyVideoNet" in line
+    assert not list((tmp_path / "out").rglob("*.pth"))  # refused before training: nothing saved

@@ -180,3 +180,86 @@ def test_net_configs_build_at_smoke_size():
     assert [(c.chunk_size, c.total_num_frames) for c in (CausalWan_1_3B_Config, CausalWan_14B_Config)] == [(3, 21)] * 2
     net = instantiate(CausalWan_14B_Config, **CausalWan.smoke_overrides({}))
     assert isinstance(net, CausalWan) and (net.chunk_size, net.num_chunks) == (1, 2) and len(net.denoiser.blocks) == 2
+
+
+def test_rolling_window_masks_the_full_pass_as_the_cache_does(wan, inputs):
+    """max_cache_frames=W: the is_ar=False pass sees, for chunk k, the frames >= start of chunk k - W (what the
+    rolling cache holds), so chunk-by-chunk generation with the cache still equals it."""
+    x, t, cond = inputs
+    window, keep_all = _causal(wan, chunk_size=2, max_cache_frames=2), _causal(wan, chunk_size=2)
+    with torch.no_grad():
+        full = window(x, t, cond)
+        assert (_ar(window, x, t, cond, 2) - full).abs().max() <= 1e-5
+        flex = _causal(wan, chunk_size=2, max_cache_frames=2, attention_backend="flex")
+        assert (flex(x, t, cond) - full).abs().max() <= 1e-5  # the window in flex's mask function too
+        unwindowed = keep_all(x, t, cond)
+        assert torch.equal(full[:, :, :4], unwindowed[:, :, :4])  # chunks 0, 1 see at most 2 earlier frames anyway
+        assert (full - unwindowed)[:, :, 4:].abs().max() > 1e-3  # chunk 2 no longer attends to frames 0, 1
+
+
+def _family_pair(family: str, causal_cls, plain_cls, seed: int, **kwargs):
+    """A tiny bidirectional net of `family` and its causal variant on the same weights (chunks of 2 frames)."""
+    from fastgen.networks.hf.tiny import tiny_components
+
+    torch.manual_seed(seed)
+    cfg = {"transformer": tiny_components(family)["transformer"]}
+    plain = plain_cls(model_id="tiny/x", load_pretrained=False, component_configs=cfg, **kwargs).eval()
+    causal = {}
+    for chunk in (2, FRAMES):
+        causal[chunk] = causal_cls(model_id="tiny/x", load_pretrained=False, component_configs=cfg, chunk_size=chunk,
+                                   total_num_frames=FRAMES, **kwargs).eval()
+        causal[chunk].load_state_dict(plain.state_dict())
+    return plain, causal[2], causal[FRAMES]
+
+
+def _family_cases():
+    from fastgen.networks.hf import VACEWan, Wan22I2V, WanI2V
+    from fastgen.networks.hf.causal_families import CausalVACEWan, CausalWan22I2V, CausalWanI2V
+
+    g = torch.Generator().manual_seed(5)
+    prompt = {"prompt_embeds": torch.randn(B, 7, 32, generator=g)}
+    return {
+        "wan21_i2v": (("wan_i2v", CausalWanI2V, WanI2V, 11, {}),
+                      {**prompt, "image_embeds": torch.randn(B, 3, 32, generator=g),
+                       "first_frame_cond": torch.randn(B, 6, FRAMES, 8, 8, generator=g)}),
+        "wan22_i2v": (("wan22_i2v", CausalWan22I2V, Wan22I2V, 12, {"expand_timesteps": True}),
+                      {**prompt, "first_frame_cond": torch.randn(B, 4, 1, 8, 8, generator=g)}),
+        "vace": (("vace_wan", CausalVACEWan, VACEWan, 13, {}),
+                 {**prompt, "control_hidden_states": torch.randn(B, 12, FRAMES, 8, 8, generator=g)}),
+    }
+
+
+@pytest.mark.parametrize("name", ["wan21_i2v", "wan22_i2v", "vace"])
+def test_causal_wan_family_cache_equals_full_pass_and_one_chunk_equals_bidirectional(inputs, name):
+    (family, causal_cls, plain_cls, seed, kwargs), cond = _family_cases()[name]
+    plain, causal, one_chunk = _family_pair(family, causal_cls, plain_cls, seed, **kwargs)
+    x, t, _ = inputs
+    with torch.no_grad():
+        if name == "vace":  # the added per-token-time path is diffusers' VACE math: equal at constant per-token t
+            from fastgen.networks.hf.vace_per_token import PerTokenVACETransformer
+
+            d = PerTokenVACETransformer.from_config(plain.denoiser.config)
+            d.load_state_dict(plain.denoiser.state_dict())
+            d.use_per_token_blocks()
+            inputs = dict(hidden_states=x, encoder_hidden_states=cond["prompt_embeds"],
+                          control_hidden_states=cond["control_hidden_states"], return_dict=False)
+            per_sample = plain.denoiser(timestep=(t[:, 0] * 1000).float(), **inputs)[0]
+            tokens = (t[:, :1] * 1000).float().expand(B, FRAMES * 16)
+            assert (d(timestep=tokens, **inputs)[0] - per_sample).abs().max() <= 1e-5
+        assert (one_chunk(x, t[:, 0], cond) - plain(x, t[:, 0], cond)).abs().max() <= 1e-6
+        full = causal(x, t, cond)
+        assert (_ar(causal, x, t, cond, 2) - full).abs().max() <= 1e-5
+        assert (full - one_chunk(x, t, cond)).abs().max() > 1e-3  # block-causal: not the bidirectional output
+        if name == "vace":  # chunk k never sees later control frames: the control branch is block-causal too
+            later = {**cond, "control_hidden_states": cond["control_hidden_states"].clone()}
+            later["control_hidden_states"][:, :, 4:] += 1.0
+            changed = causal(x, t, later)
+            assert torch.equal(changed[:, :, :4], full[:, :, :4]) and (changed - full)[:, :, 4:].abs().max() > 1e-3
+            assert len(causal.kv_cache.snapshot("pos")) == 4  # 2 main + 2 control blocks, each its own entries
+        if name == "wan22_i2v":  # frame 0 is the image in the call that holds it, a plain frame in later chunks
+            x0 = causal(x, t, cond, fwd_pred_type="x0")
+            assert torch.equal(x0[:, :, :1], cond["first_frame_cond"].to(x0))
+            causal.clear_caches()
+            causal(x[:, :, :2], t[:, :2], cond, is_ar=True, store_kv=True)
+            later = causal(x[:, :, 2:4], t[:, 2:4], cond, is_ar=True, cur_start_frame=2, fwd_pred_type="x0")
+            assert (later - x0[:, :, 2:4]).abs().max() <= 1e-5

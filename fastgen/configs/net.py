@@ -133,6 +133,30 @@ CausalWan_14B_Config = L(_HF + "CausalWan")(
     chunk_size=3, total_num_frames=21,
 )
 
+# Causal image-to-video (same weights as Wan22_I2V_5B / Wan21_I2V_14B_*): in an autoregressive rollout the first chunk
+# holds the image frame (2.2) / each chunk takes its frames of the first-frame condition (2.1)
+CausalWan22_I2V_5B_Config = L(_HF + "CausalWan22I2V")(
+    model_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    expand_timesteps=True, chunk_size=3, total_num_frames=21,
+)
+CausalWan21_I2V_14B_480P_Config = L(_HF + "CausalWanI2V")(
+    model_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    chunk_size=3, total_num_frames=21,
+)
+CausalWan21_I2V_14B_720P_Config = L(_HF + "CausalWanI2V")(
+    model_id="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    chunk_size=3, total_num_frames=21,
+)
+# Causal VACE: the control branch is block-causal too (chunk k never sees later control frames); one time per call
+CausalVACE_Wan_1_3B_Config = L(_HF + "CausalVACEWan")(
+    model_id="Wan-AI/Wan2.1-VACE-1.3B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    context_scale=1.0, control_type="video", depth_model_path=None, chunk_size=3, total_num_frames=21,
+)
+CausalVACE_Wan_14B_Config = L(_HF + "CausalVACEWan")(
+    model_id="Wan-AI/Wan2.1-VACE-14B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
+    context_scale=1.0, control_type="video", depth_model_path=None, chunk_size=3, total_num_frames=21,
+)
+
 # Toy video nets for the causal methods (videos [B, dim, T, 1, 1]; fastgen/networks/toy_causal.py): the block-causal
 # student with a KV cache (rolling window of 6 frames), its bidirectional twin (fake score) and the exact AR(1) teacher
 Toy_Causal_Video_Config = L("fastgen.networks.toy_causal.ToyCausalVideoNet")(

@@ -1,8 +1,10 @@
 """Block-causal attention and the KV cache of the causal video networks (see CausalFastGenNetwork).
 
 Tokens are frame-major (all tokens of frame 0, then frame 1, ...); a frame belongs to chunk `frame // chunk_size`.
-A query of chunk q sees every key of chunk <= q (block-causal). Cached keys (frames before the current call) get
-chunk id -1, so the current chunks see all of them.
+Every token carries its absolute frame index (cached keys too). A query of chunk q sees every key of chunk <= q
+(block-causal); with a rolling window W (max_cache_frames) only keys of frames >= q * chunk_size - W, which is
+exactly what a cache keeping the last W frames holds when chunk q is generated: the full (is_ar=False) pass and the
+chunk-by-chunk pass with the cache then see the same context, window or not.
 
 Two interchangeable attention paths compute the same softmax attention:
   * "sdpa": torch's scaled_dot_product_attention with a boolean [Nq, Nk] mask (CPU default; any device);
@@ -28,6 +30,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from fastgen.utils.errors import BadInputError
+
 DISABLE_FLEX_ENV = "FASTGEN_DISABLE_FLEX_ATTENTION"
 ATTENTION_BACKENDS = ("auto", "flex", "sdpa")
 _GIB = 1024**3
@@ -40,17 +44,30 @@ def _env_flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def chunk_ids(num_frames: int, tokens_per_frame: int, chunk_size: int, device=None) -> torch.Tensor:
-    """[num_frames * tokens_per_frame] chunk index of each frame-major token."""
-    frames = torch.arange(num_frames, device=device) // chunk_size
+def frame_ids(start_frame: int, num_frames: int, tokens_per_frame: int, device=None) -> torch.Tensor:
+    """[num_frames * tokens_per_frame] absolute frame index of each frame-major token."""
+    frames = torch.arange(start_frame, start_frame + num_frames, device=device)
     return frames.repeat_interleave(tokens_per_frame)
 
 
-def block_causal_mask(q_chunks: torch.Tensor, k_chunks: torch.Tensor) -> torch.Tensor | None:
-    """Boolean [Nq, Nk] visibility (key chunk <= query chunk); None when every key is visible to every query."""
-    if int(k_chunks.max()) <= int(q_chunks.min()):
+def visible(q_frames: torch.Tensor, k_frames: torch.Tensor, chunk_size: int, window: int | None) -> torch.Tensor:
+    """Boolean [Nq, Nk] (or broadcast) visibility: key chunk <= query chunk and, with a window W, key frame >= the
+    first frame of the query's chunk - W. Pure tensor ops, so flex attention's mask function can call it."""
+    q_chunk = q_frames // chunk_size
+    mask = k_frames // chunk_size <= q_chunk
+    if window is not None:
+        mask = mask & (k_frames >= q_chunk * chunk_size - window)
+    return mask
+
+
+def block_causal_mask(q_frames: torch.Tensor, k_frames: torch.Tensor, chunk_size: int,
+                      window: int | None = None) -> torch.Tensor | None:
+    """visible() as a [Nq, Nk] mask; None when every key is visible to every query (plain attention)."""
+    q_chunk_min, q_chunk_max = int(q_frames.min()) // chunk_size, int(q_frames.max()) // chunk_size
+    if int(k_frames.max()) // chunk_size <= q_chunk_min and \
+            (window is None or int(k_frames.min()) >= q_chunk_max * chunk_size - window):
         return None
-    return k_chunks[None, :] <= q_chunks[:, None]
+    return visible(q_frames[:, None], k_frames[None, :], chunk_size, window)
 
 
 def _flex_available() -> bool:
@@ -86,17 +103,19 @@ class BlockCausalAttention:
     def __getstate__(self):  # deepcopy / pickle: a compiled function does not copy; it is rebuilt on first use
         return {**self.__dict__, "_flex_fn": None}
 
-    def __call__(self, q, k, v, q_chunks, k_chunks, mask_memo: dict | None = None) -> torch.Tensor:
-        """mask_memo: a dict kept for one network call, so its transformer blocks build the masks once."""
+    def __call__(self, q, k, v, q_frames, k_frames, chunk_size: int, window: int | None = None,
+                 mask_memo: dict | None = None) -> torch.Tensor:
+        """q_frames / k_frames: the absolute frame of each query / key token; window: max_cache_frames (None: no
+        window). mask_memo: a dict kept for one network call, so its transformer blocks build the masks once."""
         mask_memo = {} if mask_memo is None else mask_memo
         key = ("sdpa", q.shape[2], k.shape[2])
         if key not in mask_memo:
-            mask_memo[key] = block_causal_mask(q_chunks, k_chunks)
+            mask_memo[key] = block_causal_mask(q_frames, k_frames, chunk_size, window)
         mask = mask_memo[key]
         if mask is None:
             return F.scaled_dot_product_attention(q, k, v)
         if self._use_flex(q, k, v):
-            return self._flex(q, k, v, q_chunks, k_chunks, mask_memo)
+            return self._flex(q, k, v, q_frames, k_frames, chunk_size, window, mask_memo)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def _use_flex(self, q, k, v) -> bool:
@@ -112,18 +131,18 @@ class BlockCausalAttention:
             return False
         return True
 
-    def _flex(self, q, k, v, q_chunks, k_chunks, mask_memo):
+    def _flex(self, q, k, v, q_frames, k_frames, chunk_size, window, mask_memo):
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
         key = ("flex", q.shape[2], k.shape[2])
         block_mask = mask_memo.get(key)
         if block_mask is None:  # one BlockMask per call, shared by every transformer block
-            qc, kc = q_chunks.to(q.device), k_chunks.to(q.device)
+            qf, kf = q_frames.to(q.device), k_frames.to(q.device)
 
-            def visible(b, h, q_idx, kv_idx):
-                return kc[kv_idx] <= qc[q_idx]
+            def mask_mod(b, h, q_idx, kv_idx):
+                return visible(qf[q_idx], kf[kv_idx], chunk_size, window)
 
-            block_mask = mask_memo[key] = create_block_mask(visible, None, None, q.shape[2], k.shape[2],
+            block_mask = mask_memo[key] = create_block_mask(mask_mod, None, None, q.shape[2], k.shape[2],
                                                             device=q.device)
         if self._flex_fn is None:
             self._flex_fn = flex_attention
@@ -162,8 +181,9 @@ class CacheEntry(NamedTuple):
         return self.k.numel() * self.k.element_size() + self.v.numel() * self.v.element_size()
 
 
-class CacheMemoryError(ValueError):
-    """A KV cache that would not fit in the free memory of its device (bad input: too long a cache window)."""
+class CacheMemoryError(BadInputError):
+    """A KV cache that would not fit in the free memory of its device (bad input: too long a cache window; CLI: exit
+    2)."""
 
 
 def available_memory(device: torch.device) -> int | None:

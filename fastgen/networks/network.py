@@ -25,6 +25,7 @@ from torch import nn
 
 from fastgen.networks import samplers
 from fastgen.networks.noise_schedule import PRED_TYPES, get_noise_schedule
+from fastgen.utils.errors import BadInputError
 
 # Spatial size (pixels or latents per side) that `train.py --smoke` runs at: fixed-resolution networks declare it as
 # their tiny resolution, and fastgen.smoke shrinks model.input_shape to it, so the two always agree.
@@ -197,6 +198,10 @@ class CausalFastGenNetwork(FastGenNetwork):
       * frame_offset is added to every frame's position (rotary embeddings): positions are cur_start_frame +
         frame_offset + i. Rotary attention depends only on position differences, so a rolling cache window
         keeps the distances seen in training when generating past total_num_frames.
+    Constructor kwarg max_cache_frames = W (None: no window) on every causal net: the cache keeps the last W frames
+    per tag, and the is_ar=False pass masks with the same window -- a frame of chunk k attends to frames in
+    [start of chunk k - W, end of chunk k) -- so training and streaming see the same context and chunk-by-chunk
+    generation equals the full pass with a window too.
     clear_caches() drops every cache (call before a new video).
     """
 
@@ -227,10 +232,11 @@ class CausalFastGenNetwork(FastGenNetwork):
 
 
 def require_causal(net, method_name: str, instead: str | None = None) -> None:
-    """One-line ValueError unless `net` is a CausalFastGenNetwork (the causal methods need chunks and a KV cache)."""
+    """One-line BadInputError (CLI: exit 2) unless `net` is a CausalFastGenNetwork (the causal methods need chunks
+    and a KV cache)."""
     if isinstance(net, CausalFastGenNetwork):
         return
     hint = f", or train it with the non-causal {instead}" if instead else ""
-    raise ValueError(f"{method_name} needs a causal video network (CausalFastGenNetwork: block-causal chunks + KV "
+    raise BadInputError(f"{method_name} needs a causal video network (CausalFastGenNetwork: block-causal chunks + KV "
                      f"cache) as model.net, got {type(net).__name__}: use a causal net config (e.g. CausalWan, "
                      f"ToyCausalVideoNet){hint}")

@@ -13,13 +13,20 @@ from fastgen.configs.experiments.WanT2V._common import (
     apply_wan_14b_fsdp,
     apply_wan_family,
 )
-from fastgen.configs.net import Wan21_I2V_14B_480P_Config, Wan22_I2V_5B_Config
+from fastgen.configs.net import (
+    CausalWan21_I2V_14B_480P_Config,
+    CausalWan22_I2V_5B_Config,
+    Wan21_I2V_14B_480P_Config,
+    Wan22_I2V_5B_Config,
+)
 
 # size -> (net config, latent shape, VAE spatial factor)
 WAN_I2V_NETS = {
     "14b": (Wan21_I2V_14B_480P_Config, WAN_INPUT_SHAPE, 8),
     "wan22_5b": (Wan22_I2V_5B_Config, WAN22_INPUT_SHAPE, WAN22_SPATIAL),
 }
+# the causal students (chunks of 3 of the 21 latent frames, KV cache; the same weights as the nets above)
+CAUSAL_WAN_I2V_NETS = {"14b": CausalWan21_I2V_14B_480P_Config, "wan22_5b": CausalWan22_I2V_5B_Config}
 
 
 def apply_wan_i2v(config, name: str, size: str) -> None:
@@ -27,3 +34,9 @@ def apply_wan_i2v(config, name: str, size: str) -> None:
     net, shape, spatial = WAN_I2V_NETS[size]
     apply_wan_family(config, net, shape, spatial, "wan_i2v", name)
     apply_wan_14b_fsdp(config)
+
+
+def apply_causal_wan_i2v(config, name: str, size: str) -> None:
+    """apply_wan_i2v with the causal network of that size."""
+    apply_wan_i2v(config, name, size)
+    config.model.net = CAUSAL_WAN_I2V_NETS[size]
