@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
 import torch
 from test_ddp import assert_close_dicts, full_weights, make_pairs, toy_kd_config
 from test_fsdp import _train, _with_ema
@@ -80,7 +79,6 @@ def compile_worker(rank: int, out_dir: str, pairs: str, backend: str = "aot_eage
     torch.save(results, os.path.join(out_dir, f"compile_rank{rank}.pt"))
 
 
-@pytest.mark.slow  # ~60 s on 2 loaded cores (each process imports TorchDynamo); like test_ddp / test_fsdp's runs
 def test_compiled_ddp_and_fsdp2_train_like_eager_and_save_eager_keys(tmp_path):
     pairs = make_pairs(str(tmp_path / "pairs.safetensors"))
     spawn_local(compile_worker, WORLD, args=(str(tmp_path), pairs))
