@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   -> installs everything, then runs the main job end to end
-#   make test   -> installs everything, then runs the test suite
+#   make test   -> installs everything, then runs the test suite (2 parallel workers; TEST_WORKERS=N to change)
 #   make smoke  -> every shipped experiment config through train.py --smoke (pass/fail table)
 PY ?= python3
 VENV := .venv
@@ -30,8 +30,12 @@ fashion-mnist:
 demo: setup fashion-mnist
 	$(BIN)/python -m fastgen.demo
 
+# Two pytest-xdist workers, not `-n auto`: CI has 2 cores, and `auto` counts the host's cores (not a container's CPU
+# quota), so on a big shared host it would start dozens of workers that each import torch and spawn gloo ranks.
+# worksteal: an idle worker takes half of the other's queue, so both finish together despite 1-2 min tests.
+TEST_WORKERS ?= 2
 test: setup
-	ulimit -n 4096; $(BIN)/python -m pytest -q tests
+	ulimit -n 4096; $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
 # every shipped experiment config for 2 tiny iterations on CPU (train.py --smoke); prints a pass/fail table
 smoke: setup

@@ -63,8 +63,10 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
     ckpt_dir = root_b / "fastgen" / "toy" / "sft_ring8" / "checkpoints"
     with open(tmp_path / "killed.log", "w") as log:
         victim = subprocess.Popen(cmd, cwd=REPO, env=env_b, stdout=log, stderr=subprocess.STDOUT)
+        # wait for two checkpoints: on a loaded machine (e.g. beside another pytest-xdist worker) a kill soon after
+        # the first one leaves only that one, and damaging it leaves nothing to fall back to
         deadline = time.time() + 300
-        while time.time() < deadline and not (ckpt_dir.is_dir() and any(ckpt_dir.glob("*.pth"))):
+        while time.time() < deadline and not (ckpt_dir.is_dir() and len(list(ckpt_dir.glob("*.pth"))) >= 2):
             time.sleep(0.01)
         delay = random.uniform(0.0, 1.0)
         time.sleep(delay)

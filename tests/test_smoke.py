@@ -22,7 +22,7 @@ FAMILY_REPRESENTATIVES = {
     "EDM/config_dmd2_test.py", "EDM2/config_tcm_s.py", "FashionMNIST/config_dmd2.py", "Toy/config_dmd2.py",
     "DiT/config_mf_b.py", "SD15/config_dmd2.py", "SDXL/config_dmd2.py", "Flux/config_dmd2.py",
     "QwenImage/config_dmd2.py", "WanT2V/config_dmd2.py", "CogVideoX/config_dmd2.py", "WanV2V/config_sft.py",
-    "CosmosPredict2/config_dmd2_v2w.py",
+    "CosmosPredict2/config_dmd2_v2w.py", "WanI2V/config_sft_wan22_5b.py",
 }
 
 
