@@ -40,6 +40,23 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+def load_repo_script(*parts: str):
+    """Import a script of the repository (scripts/...) as a module, by path (scripts are not a package)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), *parts)
+    spec = importlib.util.spec_from_file_location(os.path.splitext(parts[-1])[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def video_inference_script():
+    """scripts/inference/video_model_inference.py as a module (a fresh one per test file, as each had before)."""
+    return load_repo_script("scripts", "inference", "video_model_inference.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist the tests marked slow (the long ones: multi-process, oracle training, subprocess runs) go
     first, so the workers do not end with one of them still running a minute-long test while the other idles.

@@ -180,11 +180,9 @@ def _cosmos_config_file(tmp_path, video2world: bool) -> str:
     return str(path)
 
 
-def test_video_inference_video2world_starts_from_the_image(tmp_path, capsys):
+def test_video_inference_video2world_starts_from_the_image(tmp_path, capsys, video_inference_script):
     """scripts/inference/video_model_inference.py: --image becomes the pinned first latent frame, so the mp4's first
     frame is the VAE's reconstruction of the image exactly; text2world refuses --image."""
-    import importlib.util
-    import os
 
     import numpy as np
     from PIL import Image
@@ -195,11 +193,6 @@ def test_video_inference_video2world_starts_from_the_image(tmp_path, capsys):
     from fastgen.utils import instantiate
     from fastgen.utils.video import read_video, video_to_uint8
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("video_model_inference",
-                                                  os.path.join(root, "scripts", "inference", "video_model_inference.py"))
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     cfg = _cosmos_config_file(tmp_path, True)
     config = import_config_from_python_file(cfg)
     torch.manual_seed(1)
@@ -209,7 +202,7 @@ def test_video_inference_video2world_starts_from_the_image(tmp_path, capsys):
     Image.fromarray(pixels).save(tmp_path / "first.png")
     out = tmp_path / "v2w"
     torch.manual_seed(0)
-    code = run_cli(script.main, [f"--config={cfg}", f"--ckpt_path={ckpt}", "--prompt=a cat", "--seeds=2",
+    code = run_cli(video_inference_script.main, [f"--config={cfg}", f"--ckpt_path={ckpt}", "--prompt=a cat", "--seeds=2",
                                  f"--image={tmp_path / 'first.png'}", "--num_steps=1", "--lossless", f"--out_dir={out}"])
     assert code == 0
     frames = read_video(out / "videos" / "000_a-cat_s2.mp4").frames
@@ -219,7 +212,7 @@ def test_video_inference_video2world_starts_from_the_image(tmp_path, capsys):
     first = net.decode_latents(net.encode_image_condition(image)["conditioning_latents"]).clamp(-1, 1)[0]
     assert frames.shape == (5, 16, 16, 3) and np.array_equal(frames[0], video_to_uint8(first, "CTHW")[0])
     capsys.readouterr()
-    code = run_cli(script.main, [f"--config={_cosmos_config_file(tmp_path, False)}", f"--ckpt_path={ckpt}",
+    code = run_cli(video_inference_script.main, [f"--config={_cosmos_config_file(tmp_path, False)}", f"--ckpt_path={ckpt}",
                                  "--prompt=a cat", f"--image={tmp_path / 'first.png'}", f"--out_dir={tmp_path / 'no'}"])
     assert code == 2 and "--image needs an image-to-video network" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()

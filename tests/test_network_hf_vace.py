@@ -8,7 +8,6 @@ import pytest
 import torch
 from _hf_models import tiny_net
 from PIL import Image
-from test_video_inference import SCRIPT
 
 from fastgen.cli import run_cli
 from fastgen.networks.hf import VACEWan
@@ -167,13 +166,8 @@ def test_depth_model_loads_from_a_local_folder(vace_depth, tmp_path):
 
 # -- video-to-video inference (scripts/inference/video_model_inference.py --control_video) --
 @pytest.fixture(scope="module")
-def script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("video_model_inference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(video_inference_script):
+    return video_inference_script
 
 
 @pytest.fixture(scope="module")

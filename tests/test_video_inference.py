@@ -4,7 +4,6 @@ with one line and writes nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
@@ -15,16 +14,10 @@ from PIL import Image
 from fastgen.cli import run_cli
 from fastgen.utils.video import read_video, video_to_uint8
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "scripts", "inference", "video_model_inference.py")
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("video_model_inference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(video_inference_script):
+    return video_inference_script
 
 
 @pytest.fixture()

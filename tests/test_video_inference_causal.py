@@ -4,7 +4,6 @@ chunk-by-chunk VAE decode equals the whole-video decode, and bad input is one li
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import textwrap
 
@@ -15,8 +14,6 @@ import torch
 from fastgen.cli import run_cli
 from fastgen.utils.video import read_video, video_to_uint8
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "scripts", "inference", "video_model_inference.py")
 CONFIG = textwrap.dedent('''
     from fastgen.configs.methods import config_causvid
     from fastgen.configs.net import CausalWan_1_3B_Config
@@ -38,11 +35,8 @@ CONFIG = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("video_model_inference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(video_inference_script):
+    return video_inference_script
 
 
 @pytest.fixture()

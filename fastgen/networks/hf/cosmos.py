@@ -273,6 +273,7 @@ class CosmosPredict2(HFNetwork):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        ensure_padding_mask_resize()  # also for the bare transformer inside net.pipeline() (the parity tests)
         if int(self.options["num_conditioning_frames"]) < 1:
             raise ValueError(f"num_conditioning_frames must be >= 1 latent frame; got "
                              f"{self.options['num_conditioning_frames']}")

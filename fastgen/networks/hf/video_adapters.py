@@ -306,7 +306,9 @@ class WanI2VAdapter(PromptOnlyNegative, WanAdapter):
     components = {
         **WanAdapter.components,
         "image_encoder": ("transformers.CLIPVisionModel", "image_encoder"),
-        "image_processor": ("transformers.CLIPImageProcessor", "image_processor"),
+        # the PIL-backed class directly: the default CLIPImageProcessor needs torchvision (not a dependency) and
+        # otherwise falls back to this same class with a warning on every load
+        "image_processor": ("transformers.CLIPImageProcessorPil", "image_processor"),
     }
     encoder_names = ("vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
     condition_keys = ("prompt_embeds", "image_embeds", "first_frame_cond")
