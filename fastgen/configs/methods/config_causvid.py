@@ -12,6 +12,9 @@ from fastgen.utils import LazyCall as L
 @attrs.define(slots=False)
 class ModelConfig(config_dmd2.ModelConfig):
     context_noise: float = 0.0  # t of the context written to the KV cache in AR sampling (0: the clean chunk)
+    # Per-chunk student times of diffusion forcing: "independent" (the paper) or "nondecreasing" (sorted per sample
+    # so an earlier chunk is never noisier than a later one; the independent law cannot come from a causal generator)
+    chunk_t_order: str = "independent"
 
 
 @attrs.define(slots=False)
