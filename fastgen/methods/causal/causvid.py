@@ -23,17 +23,26 @@ import torch
 from fastgen.methods.causal.common import CausalMethodMixin
 from fastgen.methods.distribution_matching.dmd2 import DMD2Model
 
-CHUNK_T_ORDERS = ("independent", "nondecreasing")
+CHUNK_T_ORDERS = ("independent", "nondecreasing", "clean_context")
 
 
 def order_chunk_times(t: torch.Tensor, chunk_size: int, order: str) -> torch.Tensor:
     """Per-chunk times t [B, T] (constant per chunk) as drawn ("independent") or sorted along the chunks of each
-    sample so that t never decreases ("nondecreasing": an earlier chunk is never noisier than a later one)."""
+    sample so that t never decreases ("nondecreasing": an earlier chunk is never noisier than a later one), or
+    ("clean_context") clean (t = 0) before a chunk c drawn uniformly per sample and chunk c's drawn t from c on, so
+    each generated chunk c sees the clean real context that AR sampling's cache imitates."""
     if order == "independent":
         return t
-    if order != "nondecreasing":
+    if order not in CHUNK_T_ORDERS:
         raise ValueError(f"model.chunk_t_order must be one of {CHUNK_T_ORDERS}; got {order!r}")
-    per_chunk = t[:, ::chunk_size].sort(dim=1).values
+    per_chunk = t[:, ::chunk_size]
+    if order == "nondecreasing":
+        per_chunk = per_chunk.sort(dim=1).values
+    else:
+        n, chunks = per_chunk.shape
+        first = torch.randint(0, chunks, (n, 1), device=t.device)
+        at_first = per_chunk.gather(1, first).expand(n, chunks)
+        per_chunk = torch.where(torch.arange(chunks, device=t.device) < first, torch.zeros_like(at_first), at_first)
     return per_chunk.repeat_interleave(chunk_size, dim=1)
 
 
