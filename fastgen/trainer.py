@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -72,6 +73,27 @@ def move_batch(data: Any, device: torch.device, dtype: torch.dtype) -> Any:
     if isinstance(data, (list, tuple)) and data and isinstance(data[0], torch.Tensor):
         return type(data)(move_batch(v, device, dtype) for v in data)
     return data
+
+
+COMPILE_CACHE_ENV, OWN_COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR", "FASTGEN_COMPILE_CACHE_DIR"
+
+
+def use_compile_cache_dir(run_dir: str, environ: Any) -> str:
+    """Point inductor's on-disk caches (FX graphs, AOT autograd graphs, compiled C++/Triton) at `<run>/compile_cache`
+    so that a resumed run (same folder, a new process) loads the compiled code instead of compiling again; returns
+    the folder used. A TORCHINDUCTOR_CACHE_DIR chosen by the user (e.g. one shared by all of a user's runs) wins;
+    one set by an earlier run in this process (marked by FASTGEN_COMPILE_CACHE_DIR) or by inductor itself (it writes
+    its per-user default back into the environment on first use) is replaced. Inductor reads the variable at each
+    cache access, so setting it before the first compiled call is enough."""
+    current = environ.get(COMPILE_CACHE_ENV)
+    ours = {environ.get(OWN_COMPILE_CACHE_ENV)}
+    inductor_dirs = sys.modules.get("torch._inductor.runtime.cache_dir_utils")  # imported only once inductor ran
+    if inductor_dirs is not None:
+        ours.add(os.path.abspath(inductor_dirs.default_cache_dir()))
+    if current and current not in ours:
+        return current
+    environ[COMPILE_CACHE_ENV] = environ[OWN_COMPILE_CACHE_ENV] = os.path.abspath(os.path.join(run_dir, "compile_cache"))
+    return environ[COMPILE_CACHE_ENV]
 
 
 def resolve_save_dir(save_dir: str, save_path: str) -> str:
@@ -238,8 +260,8 @@ class Trainer:
                 model, ckpt_cfg.pretrained_ckpt_path, ckpt_cfg.pretrained_ckpt_key_map, self.checkpointer
             )
         if getattr(config.model, "compile", None) is not None and config.model.compile.networks:
-            # compiled code cached with the run: a resumed run (same folder) reuses it instead of recompiling
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(self.save_path, "compile_cache"))
+            cache_dir = use_compile_cache_dir(self.save_path, os.environ)
+            logger.info(f"torch.compile cache: {cache_dir}")
         if trainer_cfg.fsdp:  # FSDP2 places (and, with meta init, materialises) the networks itself, first
             self.model_ddp = self.wrap_model(model)
             model.on_train_begin(is_fsdp=True)

@@ -108,7 +108,9 @@ class CompileConfig(ConfigNode):
 
     networks: attribute names of the networks to compile, e.g. ["net", "teacher", "fake_score", "discriminator"]
     (EMA copies are never compiled: they only sample). The compiled code is cached under the run's
-    `compile_cache/` folder, so a resumed run reuses it. Checkpoint keys are unchanged (Module.compile).
+    `compile_cache/` folder (unless TORCHINDUCTOR_CACHE_DIR is exported), so a resumed run reuses it. Checkpoint
+    keys are unchanged (Module.compile). Works under DDP and FSDP2 (compiled after sharding, before DDP wraps);
+    details in fastgen/methods/README.md, "torch.compile with DDP, FSDP2, EMA, checkpoints and the cache".
     """
 
     networks: list[str] = attrs.Factory(list)
