@@ -8,7 +8,7 @@ with this F, the DMD gradient code is right and the learned F is what fails; `--
 (the learned F trained on a frozen KD generator vs the Gaussian F, per t).
 
     python benchmarks/oracle_causal_dmd_check.py self_forcing --iters 100
-    python benchmarks/oracle_causal_dmd_check.py causvid --iters 60
+    python benchmarks/oracle_causal_dmd_check.py causvid --iters 60 [--chunk-t-order nondecreasing]
     python benchmarks/oracle_causal_dmd_check.py self_forcing --fake-diag --iters 400
 """
 
@@ -50,7 +50,7 @@ def gaussian_fake_score(schedule):
     return GaussianFake()
 
 
-def build(method: str, seed: int, iters: int, kd_path: str, freq: int):
+def build(method: str, seed: int, iters: int, kd_path: str, freq: int, overrides: dict):
     import oracle_causal as oc
     import torch
 
@@ -58,6 +58,8 @@ def build(method: str, seed: int, iters: int, kd_path: str, freq: int):
 
     config = oc.build_config(method, seed, iters, kd_path)
     config.model.student_update_freq = freq
+    for key, value in overrides.items():
+        setattr(config.model, key, value)
     torch.manual_seed(seed)
     model = instantiate(config.model_class, config=config.model)
     model.on_train_begin()
@@ -83,6 +85,7 @@ def main(argv=None) -> None:
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk-t-order", default=None, help="CausVid: model.chunk_t_order (default: the config's)")
     parser.add_argument("--fake-diag", action="store_true", help="measure the learned fake score instead")
     args = parser.parse_args(argv)
 
@@ -112,7 +115,9 @@ def main(argv=None) -> None:
         torch.save(oc.train(oc.build_config("kd_causal", args.seed, None, None),
                             os.path.join(workdir, "kd")).net.state_dict(), kd_path)
         os.environ["FASTGEN_OUTPUT_ROOT"] = workdir
-        model, data_iter = build(args.method, args.seed, args.iters, kd_path, 10**9 if args.fake_diag else 1)
+        overrides = {} if args.chunk_t_order is None else {"chunk_t_order": args.chunk_t_order}
+        model, data_iter = build(args.method, args.seed, args.iters, kd_path, 10**9 if args.fake_diag else 1,
+                                 overrides)
         gaussian = gaussian_fake_score(model.schedule)
         with torch.no_grad():
             model.set_trainable([])

@@ -120,6 +120,32 @@ def test_causvid_student_input_is_real_video_noised_per_chunk_from_t_list():
     torch.testing.assert_close(x, expected.float(), atol=1e-6, rtol=0)
 
 
+def test_causvid_chunk_t_order_nondecreasing_sorts_each_samples_chunk_times():
+    real = batch()["real"]
+    draws = {}
+    for order in ("independent", "nondecreasing"):
+        model = build(tiny_config("causvid", chunk_t_order=order))
+        torch.manual_seed(2)
+        draws[order] = model.student_input(real)
+    (_, t_ind, _), (x, t, noise) = draws["independent"], draws["nondecreasing"]
+    chunks = t[:, ::CHUNK]
+    assert torch.equal(t[:, 0::CHUNK], t[:, 1::CHUNK]) and (chunks[:, 1:] >= chunks[:, :-1]).all()
+    assert torch.equal(chunks, t_ind[:, ::CHUNK].sort(dim=1).values)  # same draw, only reordered per sample
+    assert not (t_ind[:, CHUNK::CHUNK] >= t_ind[:, :-CHUNK:CHUNK]).all()  # the paper's default is not sorted
+    tt = t[:, None, :, None, None]
+    expected = torch.where(tt == 0.999, 0.999 * noise, (1 - tt) * real + tt * noise)
+    torch.testing.assert_close(x, expected.float(), atol=1e-6, rtol=0)
+    model = build(tiny_config("causvid", chunk_t_order="clean_context"))
+    torch.manual_seed(3)
+    chunks = model.student_input(real)[1][:, ::CHUNK]
+    for row in chunks:  # zeros (clean real context) up to chunk c, then chunk c's drawn t repeated
+        c = int((row == 0).long().cumprod(0).sum().clamp(max=len(row) - 1))
+        assert (row[:c] == 0).all() and (row[c:] == row[c]).all()
+    assert (chunks[:, 0] == 0).any() and (chunks[:, 0] > 0).any() and (chunks[:, -1] > 0).any()
+    with pytest.raises(ValueError, match="chunk_t_order must be one of"):
+        build(tiny_config("causvid", chunk_t_order="sorted"))
+
+
 def _forward_log(net):
     calls = []
     handle = net.register_forward_hook(

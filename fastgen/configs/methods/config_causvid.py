@@ -12,6 +12,10 @@ from fastgen.utils import LazyCall as L
 @attrs.define(slots=False)
 class ModelConfig(config_dmd2.ModelConfig):
     context_noise: float = 0.0  # t of the context written to the KV cache in AR sampling (0: the clean chunk)
+    # Per-chunk student times of diffusion forcing: "independent" (the paper), "nondecreasing" (sorted per sample,
+    # so an earlier chunk is never noisier than a later one) or "clean_context" (clean real chunks before a drawn
+    # chunk, its t from there on). See CausVidModel / benchmarks/results/oracle_causal.md for what each measured.
+    chunk_t_order: str = "independent"
 
 
 @attrs.define(slots=False)

@@ -6,6 +6,9 @@ CausalKD checkpoint, `pretrained_student_net_path`) is trained with diffusion fo
     x = real video noised per chunk with t_c drawn from t_list (sample_t_inhom: every entry, the clean 0 included;
         chunks at t_list[0] start from pure noise as at inference),
     gen = G(x, t [B, T]) in one block-causal pass (is_ar=False),
+    `model.chunk_t_order="nondecreasing"` (not the paper's default "independent") sorts each sample's chunk times so
+    that no chunk is noisier than a later one: the independent draw lets chunk 0 be pure noise while chunk 1 is
+    clean, a joint law no causal generator produces, which made CausVid worsen its KD init on the exact oracle,
 then DMD2's losses on the whole video: x_t = noise(gen, t ~ sample_t_cfg), VSD(gen; T_x0(x_t), F_x0(x_t)) (+ GAN);
 critic steps train F by DSM on gen. Sampling (generator_fn): causal_generate, chunk by chunk with the KV cache.
 """
@@ -20,9 +23,37 @@ import torch
 from fastgen.methods.causal.common import CausalMethodMixin
 from fastgen.methods.distribution_matching.dmd2 import DMD2Model
 
+CHUNK_T_ORDERS = ("independent", "nondecreasing", "clean_context")
+
+
+def order_chunk_times(t: torch.Tensor, chunk_size: int, order: str) -> torch.Tensor:
+    """Per-chunk times t [B, T] (constant per chunk) as drawn ("independent") or sorted along the chunks of each
+    sample so that t never decreases ("nondecreasing": an earlier chunk is never noisier than a later one), or
+    ("clean_context") clean (t = 0) before a chunk c drawn uniformly per sample and chunk c's drawn t from c on, so
+    each generated chunk c sees the clean real context that AR sampling's cache imitates."""
+    if order == "independent":
+        return t
+    if order not in CHUNK_T_ORDERS:
+        raise ValueError(f"model.chunk_t_order must be one of {CHUNK_T_ORDERS}; got {order!r}")
+    per_chunk = t[:, ::chunk_size]
+    if order == "nondecreasing":
+        per_chunk = per_chunk.sort(dim=1).values
+    else:
+        n, chunks = per_chunk.shape
+        first = torch.randint(0, chunks, (n, 1), device=t.device)
+        at_first = per_chunk.gather(1, first).expand(n, chunks)
+        per_chunk = torch.where(torch.arange(chunks, device=t.device) < first, torch.zeros_like(at_first), at_first)
+    return per_chunk.repeat_interleave(chunk_size, dim=1)
+
 
 class CausVidModel(CausalMethodMixin, DMD2Model):
     non_causal_method = "DMD2Model"
+
+    def __init__(self, config: Any):
+        order = getattr(config, "chunk_t_order", "independent")
+        if order not in CHUNK_T_ORDERS:
+            raise ValueError(f"model.chunk_t_order must be one of {CHUNK_T_ORDERS}; got {order!r}")
+        super().__init__(config)
 
     def sampling_guidance(self, guidance_scale: float | None) -> float | None:
         return guidance_scale  # config.guidance_scale guides the teacher, not the distilled student
@@ -34,6 +65,7 @@ class CausVidModel(CausalMethodMixin, DMD2Model):
         t_list = self.student_t_list(self.net, int(self.config.student_sample_steps)).to(real.device)
         t = schedule.sample_t_inhom(real.shape[0], real.shape[2], self.net.chunk_size, t_list,
                                     device=real.device).to(schedule.t_precision)
+        t = order_chunk_times(t, self.net.chunk_size, getattr(self.config, "chunk_t_order", "independent"))
         x_first = schedule.latents(noise, t_list[0])
         at_first = (t == t_list[0])[:, None, :, None, None]
         return torch.where(at_first, x_first, schedule.forward_process(real, noise, t)), t, noise
