@@ -14,9 +14,26 @@ def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def methods_parser(doc: str | None, methods: Sequence[str]) -> argparse.ArgumentParser:
+    """benchmark_parser + the positional METHOD names (checked by `parse_method_args`)."""
+    parser = benchmark_parser(doc)
+    # choices are checked by hand: argparse (3.11) tests an empty nargs="*" positional's default [] against them
+    parser.add_argument("methods", nargs="*", metavar="METHOD",
+                        help=f"methods to run (default: all): {', '.join(methods)}")
+    return parser
+
+
+def parse_method_args(parser: argparse.ArgumentParser, methods: Sequence[str],
+                      argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse; `args.methods` = the given names (a subset of `methods`, in the given order), all of them when none."""
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.methods if m not in methods]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(methods)}")
+    args.methods = tuple(args.methods) or tuple(methods)
+    return args
+
+
 def parse_methods(doc: str | None, methods: Sequence[str], argv: Sequence[str] | None = None) -> tuple[str, ...]:
     """Method names given as arguments (a subset of `methods`, in the given order); all of them when none."""
-    parser = benchmark_parser(doc)
-    parser.add_argument("methods", nargs="*", choices=list(methods), metavar="METHOD",
-                        help=f"methods to run (default: all): {', '.join(methods)}")
-    return tuple(parser.parse_args(argv).methods) or tuple(methods)
+    return parse_method_args(methods_parser(doc, methods), methods, argv).methods

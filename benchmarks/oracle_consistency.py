@@ -17,7 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _args import benchmark_parser  # noqa: E402  (stdlib only: --help answers before torch loads)
+from _args import methods_parser, parse_method_args  # noqa: E402  (stdlib only: --help answers before torch loads)
 
 
 def toy_config(method: str, use_cd: bool = False, max_iter: int | None = None, hidden_dim: int | None = None,
@@ -69,17 +69,15 @@ def oracle_rows(methods=METHODS, seed: int = 0) -> list[dict]:
 def main(argv=None) -> None:
     import statistics
 
-    parser = benchmark_parser(__doc__)
-    parser.add_argument("methods", nargs="*", choices=list(METHODS), metavar="METHOD",
-                        help=f"methods to run (default: all): {', '.join(METHODS)}")
+    parser = methods_parser(__doc__, METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="trainer.seed values (default 0)")
-    args = parser.parse_args(argv)
+    args = parse_method_args(parser, METHODS, argv)
     from _oracle_common import print_rows, quiet_logs
 
     quiet_logs()
     rows = []
     for seed in args.seeds:
-        seed_rows = oracle_rows(tuple(args.methods) or METHODS, seed=seed)
+        seed_rows = oracle_rows(args.methods, seed=seed)
         print(f"seed {seed}")
         print_rows(seed_rows, name_width=14)
         rows += seed_rows

@@ -31,7 +31,16 @@ def test_oracle_rejects_unknown_method(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(BENCHMARKS / "oracle_consistency.py"), run_name="__main__")
     assert exit_info.value.code == 2
-    assert "invalid choice: 'cmm'" in capsys.readouterr().err
+    assert "unknown method(s) cmm; choose from" in capsys.readouterr().err
+
+
+def test_parse_methods_defaults_to_all_and_keeps_the_given_order(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from _args import parse_methods
+
+    # no names = all (argparse on Python 3.11 rejected the empty default against `choices`)
+    assert parse_methods(None, ["cm", "tcm", "scm"], []) == ("cm", "tcm", "scm")
+    assert parse_methods(None, ["cm", "tcm", "scm"], ["scm", "cm"]) == ("scm", "cm")
 
 
 def test_oracle_help_does_not_load_torch():
