@@ -3,7 +3,6 @@ normalisation (EMA, all-reduced over 2 real gloo ranks), the weighted VSD gradie
 statistics, and training on the exact Gaussian-mixture teacher."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -22,6 +21,7 @@ from fastgen.methods.distribution_matching.f_distill import (
 )
 from fastgen.trainer import Trainer
 from fastgen.utils import instantiate
+from fastgen.utils.distributed.launch import free_port
 from fastgen.utils.gmm import make_gmm
 
 
@@ -85,12 +85,6 @@ def test_ratio_normalizer_ema_per_bin():
     torch.testing.assert_close(norm.bins[0], torch.tensor(4.0, dtype=torch.float64))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_worker(rank, port, results):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -111,7 +105,7 @@ def _rank_worker(rank, port, results):
 def test_ratio_statistics_are_reduced_across_ranks():
     manager = mp.Manager()
     results = manager.dict()
-    mp.start_processes(_rank_worker, args=(_free_port(), results), nprocs=2, start_method="spawn")
+    mp.start_processes(_rank_worker, args=(free_port(), results), nprocs=2, start_method="spawn")
     # bin 0 holds 1, 3, 5 from both ranks -> 3; bin 1 holds 2 -> 2; global mean of all four ratios = 2.75
     assert results[0] == results[1] == ([3.0, 2.0], 2.75)
 

@@ -2,7 +2,6 @@
 
 import copy
 import os
-import socket
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 from fastgen.networks import samplers
 from fastgen.networks.network import CausalFastGenNetwork, FastGenNetwork
 from fastgen.networks.toy import GMMDenoiser, ToyMLP
+from fastgen.utils.distributed.launch import free_port
 
 F64 = torch.float64
 
@@ -130,12 +130,6 @@ def test_default_sample_uses_samplers_with_cfg():
                                              net.noise_scheduler))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _fsdp_worker(rank, world_size, port, state, x, t, expected, expected_grad, result_q):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -169,7 +163,7 @@ def test_fully_shard_two_gloo_ranks_matches_unsharded():
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     state = copy.deepcopy(net.state_dict())
-    mp.start_processes(_fsdp_worker, args=(2, _free_port(), state, x, t, expected, expected_grad, q), nprocs=2,
+    mp.start_processes(_fsdp_worker, args=(2, free_port(), state, x, t, expected, expected_grad, q), nprocs=2,
                        start_method="spawn")
     results = sorted(q.get(timeout=60) for _ in range(2))
     for rank, sharded, grads_ok, err in results:

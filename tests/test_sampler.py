@@ -1,7 +1,6 @@
 """Deterministic resumable sampler and InfiniteLoader: world-size / accumulation invariance, resume, epochs."""
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch.multiprocessing as mp
 
 from fastgen.datasets.loader import InfiniteLoader
 from fastgen.datasets.samplers import IndexStream, epoch_permutation, rank_batch_positions
+from fastgen.utils.distributed.launch import free_port
 
 
 class RangeDataset(torch.utils.data.Dataset):
@@ -107,12 +107,6 @@ def test_invalid_arguments_are_reported():
         InfiniteLoader(RangeDataset(4), 0)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _dist_worker(rank, world_size, port, out_dir):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
@@ -124,7 +118,7 @@ def _dist_worker(rank, world_size, port, out_dir):
 
 
 def test_rank_and_world_default_from_torch_distributed(tmp_path):
-    mp.spawn(_dist_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_dist_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     single = take(InfiniteLoader(RangeDataset(13), 8, seed=9, rank=0, world_size=1), 4)
     per_rank = [np.load(tmp_path / f"rank{r}.npy").tolist() for r in range(2)]
     for r in range(2):

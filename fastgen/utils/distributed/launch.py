@@ -94,7 +94,8 @@ def init_distributed(backend_type: str = "auto") -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it; another process could still take it before use)."""
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -110,7 +111,7 @@ def init_single_process_group(backend_type: str = "auto") -> None:
     backend = resolve_backend(backend_type)
     if torch.cuda.is_available():
         torch.cuda.set_device(device_for_rank())
-    dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1,
+    dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
                             timeout=collective_timeout())
 
 
@@ -198,5 +199,5 @@ def spawn_local(fn: Any, world_size: int, args: tuple = (), backend_type: str = 
     for one node), on a free port; raises if any process fails. `fn` must be importable (module level)."""
     import torch.multiprocessing as mp
 
-    mp.start_processes(_spawn_entry, args=(fn, world_size, _free_port(), tuple(args), backend_type),
+    mp.start_processes(_spawn_entry, args=(fn, world_size, free_port(), tuple(args), backend_type),
                        nprocs=world_size, join=True, start_method="spawn")
