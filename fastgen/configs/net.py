@@ -4,6 +4,8 @@ CKPT_ROOT_DIR is $CKPT_ROOT_DIR, default $FASTGEN_OUTPUT_ROOT/MODEL (read when t
 configs call `fastgen.utils.env.ckpt_root_dir()` to read it afresh).
 """
 
+import copy
+
 from fastgen.utils import LazyCall as L
 from fastgen.utils.env import ckpt_root_dir
 
@@ -122,40 +124,29 @@ CogVideoXConfig = L(_HF + "CogVideoX")(
 CogVideoX5BConfig = L(_HF + "CogVideoX")(
     model_id="THUDM/CogVideoX-5b", load_pretrained=True, net_pred_type="v", schedule_type="cogvideox"
 )
-# Causal Wan 2.1 T2V (autoregressive students): block-causal attention over chunks of 3 latent frames, KV cache; the
-# same weights / state-dict keys as Wan. max_cache_frames=None keeps every frame (set it to extrapolate past 21).
-CausalWan_1_3B_Config = L(_HF + "CausalWan")(
-    model_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
-    chunk_size=3, total_num_frames=21,
-)
-CausalWan_14B_Config = L(_HF + "CausalWan")(
-    model_id="Wan-AI/Wan2.1-T2V-14B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
-    chunk_size=3, total_num_frames=21,
-)
 
-# Causal image-to-video (same weights as Wan22_I2V_5B / Wan21_I2V_14B_*): in an autoregressive rollout the first chunk
-# holds the image frame (2.2) / each chunk takes its frames of the first-frame condition (2.1)
-CausalWan22_I2V_5B_Config = L(_HF + "CausalWan22I2V")(
-    model_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
-    expand_timesteps=True, chunk_size=3, total_num_frames=21,
-)
-CausalWan21_I2V_14B_480P_Config = L(_HF + "CausalWanI2V")(
-    model_id="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
-    chunk_size=3, total_num_frames=21,
-)
-CausalWan21_I2V_14B_720P_Config = L(_HF + "CausalWanI2V")(
-    model_id="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
-    chunk_size=3, total_num_frames=21,
-)
-# Causal VACE: the control branch is block-causal too (chunk k never sees later control frames); one time per call
-CausalVACE_Wan_1_3B_Config = L(_HF + "CausalVACEWan")(
-    model_id="Wan-AI/Wan2.1-VACE-1.3B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
-    context_scale=1.0, control_type="video", depth_model_path=None, chunk_size=3, total_num_frames=21,
-)
-CausalVACE_Wan_14B_Config = L(_HF + "CausalVACEWan")(
-    model_id="Wan-AI/Wan2.1-VACE-14B-diffusers", load_pretrained=True, net_pred_type="flow", schedule_type="rf",
-    context_scale=1.0, control_type="video", depth_model_path=None, chunk_size=3, total_num_frames=21,
-)
+
+def _causal(bidirectional, cls_name: str, chunk_size: int = 3, total_num_frames: int = 21):
+    """The causal student of a Wan-family net config: the same fields (hub id, weights: a bidirectional checkpoint
+    loads as is) under the causal class, plus the chunking (chunks of 3 of the 21 latent frames, as the reference)."""
+    config = copy.deepcopy(bidirectional)
+    config._target_ = _HF + cls_name
+    config.chunk_size, config.total_num_frames = chunk_size, total_num_frames
+    return config
+
+
+# Causal Wan 2.1 T2V (autoregressive students): block-causal attention over chunks of latent frames, KV cache;
+# max_cache_frames=None keeps every frame (set it to extrapolate past 21).
+CausalWan_1_3B_Config = _causal(Wan_1_3B_Config, "CausalWan")
+CausalWan_14B_Config = _causal(Wan21_T2V_14B_Config, "CausalWan")
+# Causal image-to-video: in an autoregressive rollout the first chunk holds the image frame (2.2) / each chunk takes
+# its frames of the first-frame condition (2.1)
+CausalWan22_I2V_5B_Config = _causal(Wan22_I2V_5B_Config, "CausalWan22I2V")
+CausalWan21_I2V_14B_480P_Config = _causal(Wan21_I2V_14B_480P_Config, "CausalWanI2V")
+CausalWan21_I2V_14B_720P_Config = _causal(Wan21_I2V_14B_720P_Config, "CausalWanI2V")
+# Causal VACE: the control branch is block-causal too (chunk k never sees later control frames)
+CausalVACE_Wan_1_3B_Config = _causal(VACE_Wan_1_3B_Config, "CausalVACEWan")
+CausalVACE_Wan_14B_Config = _causal(VACE_Wan_14B_Config, "CausalVACEWan")
 
 # Toy video nets for the causal methods (videos [B, dim, T, 1, 1]; fastgen/networks/toy_causal.py): the block-causal
 # student with a KV cache (rolling window of 6 frames), its bidirectional twin (fake score) and the exact AR(1) teacher
