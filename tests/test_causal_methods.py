@@ -9,6 +9,7 @@ import torch
 
 from fastgen.datasets.ar1_video import make_ar1
 from fastgen.methods.causal.kd import gather_chunk_states, grid_states
+from fastgen.networks.causal_sampling import causal_generate, causal_rollout
 from fastgen.utils import instantiate
 
 METHODS = ("sft_causal", "kd_causal", "causvid", "self_forcing")
@@ -144,6 +145,50 @@ def test_causvid_chunk_t_order_nondecreasing_sorts_each_samples_chunk_times():
     assert (chunks[:, 0] == 0).any() and (chunks[:, 0] > 0).any() and (chunks[:, -1] > 0).any()
     with pytest.raises(ValueError, match="chunk_t_order must be one of"):
         build(tiny_config("causvid", chunk_t_order="sorted"))
+
+
+def test_causvid_backward_simulation_trains_on_the_students_own_rollout_states():
+    real = batch()["real"]
+    model = build(tiny_config("causvid", backward_simulation=True))
+    with torch.no_grad():  # off the c_skip-only init, so the rollout depends on the weights and the cache
+        for p in model.net.parameters():
+            p.normal_(0.0, 0.3)
+    t_list = torch.tensor([0.999, 0.75, 0.5, 0.25, 0.0], dtype=torch.float64)
+    schedule = model.net.noise_scheduler
+    torch.manual_seed(2)
+    x, t, noise = model.student_input(real)
+    # replay the same random stream: unit noise, per-chunk t, then the rollout (recording each step's input)
+    torch.manual_seed(2)
+    assert torch.equal(torch.randn_like(real), noise)
+    assert torch.equal(schedule.sample_t_inhom(B, T, CHUNK, t_list).to(t.dtype), t)
+    states = {}
+    final = causal_rollout(model.net, noise, t_list=t_list, on_step=lambda s, i, xx: states.__setitem__((s, i), xx))
+    ids = [[int((t_list == t[b, s]).nonzero()) for s in range(0, T, CHUNK)] for b in range(B)]
+    assert {i for row in ids for i in row} == set(range(5))
+    for b in range(B):
+        for c, i in enumerate(ids[b]):
+            frames = slice(c * CHUNK, (c + 1) * CHUNK)
+            expected = final[b, :, frames] if i == 4 else states[(c * CHUNK, i)][b]
+            assert torch.equal(x[b, :, frames], expected)
+    # clean chunks are the student's finished AR sample (causal_generate from the same noise and random stream),
+    # pure-noise chunks the scaled noise, as at sampling (not the real video)
+    torch.manual_seed(2)
+    torch.randn_like(real), schedule.sample_t_inhom(B, T, CHUNK, t_list)
+    sample = causal_generate(model.net, noise, t_list=t_list)
+    tt = t[:, None, :, None, None].expand_as(x)
+    assert torch.equal(x[tt == 0], sample[tt == 0]) and not torch.allclose(x[tt == 0], real[tt == 0])
+    torch.testing.assert_close(x[tt == 0.999], (0.999 * noise)[tt == 0.999], atol=1e-6, rtol=0)
+    # the generator's sample is one block-causal pass on those inputs, with the graph
+    torch.manual_seed(2)
+    gen, _ = model.generate(real, None)
+    assert gen.requires_grad and torch.equal(gen, model.net(x, t, fwd_pred_type="x0"))
+    # off (the paper's default): the old draw, bit for bit
+    default, off = build(tiny_config("causvid")), build(tiny_config("causvid", backward_simulation=False))
+    draws = []
+    for m in (default, off):
+        torch.manual_seed(2)
+        draws.append(m.student_input(real))
+    assert all(torch.equal(a, b) for a, b in zip(*draws))
 
 
 def _forward_log(net):
