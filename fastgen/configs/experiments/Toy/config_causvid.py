@@ -4,9 +4,13 @@
 
 Teacher: `AR1VideoDenoiser` (closed-form E[x0 | x_t] of the whole video, no weights). DMD initialises the fake
 score from the teacher's weights; the weightless teacher's equivalent is `AR1ResidualVideoNet` (`model.fake_score_net`:
-the exact denoiser plus a trainable bidirectional residual that starts at zero). The student is trained with diffusion forcing
-(per-chunk t from the 4-step t_list) and samples chunk by chunk with the KV cache. Set
-`model.pretrained_student_net_path` to a CausalKD checkpoint's net to start from it, as the paper does.
+the exact denoiser plus a trainable bidirectional residual that starts at zero). The student's training inputs are
+its own AR rollout (`model.backward_simulation`) with clean context (`model.chunk_t_order="clean_context"`): the
+chunks before a drawn chunk c are the student's own finished chunks, chunk c is its state at a t of the 4-step
+t_list, exactly what chunk-by-chunk sampling with the KV cache computes. The paper's diffusion forcing on real data
+(both options off) made CausVid worsen its CausalKD init on the exact oracle; see
+benchmarks/results/oracle_causal.md. Set `model.pretrained_student_net_path` to a CausalKD checkpoint's net to start
+from it, as the paper does.
 """
 
 from fastgen.configs.experiments.Toy.config_kd_causal import TOY_CAUSAL_T_LIST
@@ -38,4 +42,6 @@ def apply_toy_causal_dmd(config, name: str, max_iter: int = 300) -> None:
 def create_config():
     config = config_causvid.create_config()
     apply_toy_causal_dmd(config, name="causvid_ar1")
+    config.model.backward_simulation = True
+    config.model.chunk_t_order = "clean_context"
     return config
