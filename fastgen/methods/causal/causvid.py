@@ -9,9 +9,12 @@ CausalKD checkpoint, `pretrained_student_net_path`) is trained with diffusion fo
         state at its t_c in the student's own no-grad AR rollout from the step's noise (its earlier steps, its own
         finished chunks in the cache), t_c = 0 giving its finished chunk, so the inputs have the law of sampling,
     gen = G(x, t [B, T]) in one block-causal pass (is_ar=False),
-    `model.chunk_t_order="nondecreasing"` (not the paper's default "independent") sorts each sample's chunk times so
-    that no chunk is noisier than a later one: the independent draw lets chunk 0 be pure noise while chunk 1 is
-    clean, a joint law no causal generator produces, which made CausVid worsen its KD init on the exact oracle,
+    `model.chunk_t_order` (default "independent", the paper's draw) reorders the per-chunk t: "nondecreasing" (no
+    chunk noisier than a later one) or "clean_context" (t = 0 before a drawn chunk c, chunk c's t from c on).
+    With backward simulation, "clean_context" makes chunk c's input and context exactly what sampling computes at
+    its step (the student's own finished chunks in the cache, its own state at t_c): the Toy config's choice, the
+    only combination that improved the CausalKD init on the exact oracle (benchmarks/results/oracle_causal.md;
+    the paper's draw degraded it, each option alone did not fix it),
 then DMD2's losses on the whole video: x_t = noise(gen, t ~ sample_t_cfg), VSD(gen; T_x0(x_t), F_x0(x_t)) (+ GAN);
 critic steps train F by DSM on gen. Sampling (generator_fn): causal_generate, chunk by chunk with the KV cache.
 """
@@ -35,7 +38,8 @@ def order_chunk_times(t: torch.Tensor, chunk_size: int, order: str) -> torch.Ten
     """Per-chunk times t [B, T] (constant per chunk) as drawn ("independent") or sorted along the chunks of each
     sample so that t never decreases ("nondecreasing": an earlier chunk is never noisier than a later one), or
     ("clean_context") clean (t = 0) before a chunk c drawn uniformly per sample and chunk c's drawn t from c on, so
-    each generated chunk c sees the clean real context that AR sampling's cache imitates."""
+    each generated chunk c sees clean context as AR sampling's cache holds it (real chunks, or with backward
+    simulation the student's own finished chunks)."""
     if order == "independent":
         return t
     if order not in CHUNK_T_ORDERS:
