@@ -6,6 +6,8 @@ compile steps are in tests/test_speed.py.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from test_speed import assert_same_step, edm_model, step_loss_and_grads
 from torch import nn
@@ -60,3 +62,41 @@ def test_blocks_of_many_shapes_all_compile_and_alike_blocks_share_graphs():
         torch.testing.assert_close(run(x), expected, rtol=0, atol=0)
     assert counters["frames"]["total"] - before["total"] == counters["frames"]["ok"] - before["ok"] == 10
     assert counters["stats"]["unique_graphs"] - graphs == 10
+
+
+def test_image_inference_compiled_writes_the_eager_images_and_reports_images_per_second(tmp_path, capsys, one_thread):
+    """scripts/inference/image_model_inference.py --compile: the 1-step student sampled through the compiled
+    network (TorchDynamo's capture with the `eager` backend here, a one-level demo net; inductor by default) gives
+    the eager run's images, and the run reports images/s."""
+    import re
+
+    import numpy as np
+    from test_inference import DMD2_CONFIG, load_script, png
+
+    from fastgen.cli import run_cli
+    from fastgen.configs.experiments.FashionMNIST._common import fashion_mnist_net
+    from fastgen.utils import instantiate
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "0000010.pth"
+    net_cfg = fashion_mnist_net()
+    net_cfg.channel_mult = [1]
+    torch.save({"model": {"net": instantiate(net_cfg).state_dict()}, "iteration": 10}, ckpt)
+    script = load_script()
+    args = [f"--config={DMD2_CONFIG}", f"--ckpt_path={ckpt}", "--net_key=net", "--classes=0,7",
+            "--num_samples_per_class=2", "--batch_size=4"]
+    overrides = ["-", "model.net.channel_mult=[1]"]
+    assert run_cli(script.main, [*args, f"--out_dir={tmp_path / 'eager'}", *overrides]) == 0
+    capsys.readouterr()
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    assert run_cli(script.main, [*args, f"--out_dir={tmp_path / 'compiled'}", "--compile",
+                                 "--compile_backend=eager", *overrides]) == 0
+    assert counters["stats"]["unique_graphs"] > graphs  # the network was captured, not run eagerly
+    assert re.search(r"wrote 4 images in [0-9.]+ s \([0-9.]+ images/s\)", capsys.readouterr().err)
+    names = sorted(os.listdir(tmp_path / "eager" / "images"))
+    assert len(names) == 4 and names == sorted(os.listdir(tmp_path / "compiled" / "images"))
+    for name in names:
+        a, b = png(tmp_path / "eager" / "images" / name), png(tmp_path / "compiled" / "images" / name)
+        assert np.abs(a.astype(np.int64) - b.astype(np.int64)).max() <= 1 and a.std() > 0
