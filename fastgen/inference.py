@@ -51,6 +51,24 @@ def parse_seeds(text: str | None, seed: int, count: int) -> list[int]:
             raise UsageError(f"--seeds {text!r}: expected non-negative integers or ranges like 0-3, comma-separated")
         seeds += list(range(int(match.group(1)), int(match.group(2) or match.group(1)) + 1))
     return seeds
+def student_t_list(config, net, steps: int):
+    """The few-step student's float64 t_list for `steps` steps: the config's sample_t_cfg.t_list when it has that
+    many, else the network schedule's grid (the plain sampler and `--causal` streaming share it)."""
+    import torch
+
+    t_list = config.model.sample_t_cfg.t_list
+    if t_list is None or len(t_list) != steps + 1:
+        t_list = net.noise_scheduler.get_t_list(steps)
+    return torch.as_tensor(list(t_list), dtype=torch.float64)
+
+
+def empty_prompt_negative(net, condition, batch: int, device):
+    """CFG's negative: the empty prompt; the other condition parts (an I2V image, a V2V control video) stay, as the
+    pipelines' CFG keeps them."""
+    neg = net.encode_text([""] * batch, device=device)
+    return {**condition, **neg} if isinstance(condition, dict) else neg
+
+
 def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, guidance_scale: float | None):
     """(noise, prompt embeddings) -> latents for a text-to-image network, and a description of the sampler."""
     import torch
@@ -75,18 +93,11 @@ def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, gui
             return net.sample(noise, condition=condition, guidance_scale=scale, num_steps=steps)
 
         return sample, f"the model's scheduler, {steps} steps" + (f", CFG {scale}" if scale is not None else "")
-    t_list = config.model.sample_t_cfg.t_list
-    if t_list is None or len(t_list) != steps + 1:
-        t_list = net.noise_scheduler.get_t_list(steps)
-    t_list = torch.as_tensor(list(t_list), dtype=torch.float64)
+    t_list = student_t_list(config, net, steps)
 
     @torch.no_grad()
     def sample(noise, condition, generator=None):
-        neg = None
-        if guidance_scale is not None:
-            # the empty prompt; other condition parts (e.g. an I2V first frame) stay, as the pipelines' CFG keeps them
-            neg = net.encode_text([""] * noise.shape[0], device=noise.device)
-            neg = {**condition, **neg} if isinstance(condition, dict) else neg
+        neg = None if guidance_scale is None else empty_prompt_negative(net, condition, noise.shape[0], noise.device)
         x0_fn = guided_x0_fn(net, condition, neg, guidance_scale)
         return student_sample(x0_fn, noise, t_list.to(noise.device), net.noise_scheduler,
                               sample_type=config.model.student_sample_type, generator=generator)
