@@ -69,6 +69,17 @@ def empty_prompt_negative(net, condition, batch: int, device):
     return {**condition, **neg} if isinstance(condition, dict) else neg
 
 
+def sampler_choice(config, sampler_type: str, guidance_scale: float | None) -> tuple[str, float | None]:
+    """(sampler type, CFG scale): "auto" is "teacher" for SFT configs (CausalSFTModel too: the trained model itself,
+    sampled with many steps) and "student" otherwise; the scale is --guidance_scale, else for teacher sampling the
+    config's model.guidance_scale (what an SFT model samples with), else none (a distilled student needs none)."""
+    if sampler_type == "auto":
+        sampler_type = "teacher" if str(config.model_class.get("_target_", "")).endswith("SFTModel") else "student"
+    if guidance_scale is None and sampler_type == "teacher":
+        guidance_scale = config.model.guidance_scale
+    return sampler_type, guidance_scale
+
+
 def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, guidance_scale: float | None):
     """(noise, prompt embeddings) -> latents for a text-to-image network, and a description of the sampler."""
     import torch
@@ -76,9 +87,7 @@ def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, gui
     from fastgen.cli import UsageError
     from fastgen.networks.samplers import guided_x0_fn, student_sample
 
-    target = str(config.model_class.get("_target_", ""))
-    if sampler_type == "auto":
-        sampler_type = "teacher" if target.endswith("SFTModel") else "student"
+    sampler_type, scale = sampler_choice(config, sampler_type, guidance_scale)
     if sampler_type in ("heun", "euler"):
         raise UsageError(f"{type(net).__name__} samples teacher-style with the scheduler it ships with: use "
                          "--sampler_type auto (SFT configs) or student")
@@ -86,8 +95,6 @@ def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, gui
     if steps < 1:
         raise ValueError(f"--num_steps must be >= 1; got {steps}")
     if sampler_type == "teacher":
-        scale = guidance_scale if guidance_scale is not None else config.model.guidance_scale
-
         @torch.no_grad()
         def sample(noise, condition, generator=None):
             return net.sample(noise, condition=condition, guidance_scale=scale, num_steps=steps)

@@ -25,10 +25,13 @@ from __future__ import annotations
 import torch
 
 
-def setup_causal(config, net, latent_frames: int, num_steps: int | None) -> tuple[torch.Tensor, str]:
-    """Check the network and frame count, set the rolling window when extrapolating; (t_list, description)."""
+def setup_causal(config, net, latent_frames: int, num_steps: int | None, sampler_type: str = "auto",
+                 guidance_scale: float | None = None) -> tuple[torch.Tensor, float | None, str]:
+    """Check the network and frame count, set the rolling window when extrapolating; (t_list, CFG scale,
+    description). Every chunk runs the t_list of `num_steps` steps (default model.student_sample_steps); CFG as the
+    non-causal path: --guidance_scale, else model.guidance_scale for SFT configs (CausalSFTModel samples so)."""
     from fastgen.cli import UsageError
-    from fastgen.inference import student_t_list
+    from fastgen.inference import sampler_choice, student_t_list
     from fastgen.networks.network import CausalFastGenNetwork
 
     if not isinstance(net, CausalFastGenNetwork):
@@ -45,9 +48,11 @@ def setup_causal(config, net, latent_frames: int, num_steps: int | None) -> tupl
     steps = int(num_steps if num_steps is not None else config.model.student_sample_steps)
     if steps < 1:
         raise UsageError(f"--num_steps must be >= 1; got {steps}")
-    return student_t_list(config, net, steps), (f"streaming {latent_frames // net.chunk_size} chunks of "
-                                                f"{net.chunk_size} latent frames with the KV cache, {steps} steps per "
-                                                f"chunk{window}")
+    _, scale = sampler_choice(config, sampler_type, guidance_scale)
+    cfg = f", CFG {scale}" if scale is not None else ""
+    return student_t_list(config, net, steps), scale, (f"streaming {latent_frames // net.chunk_size} chunks of "
+                                                       f"{net.chunk_size} latent frames with the KV cache, {steps} "
+                                                       f"steps per chunk{cfg}{window}")
 
 
 @torch.no_grad()

@@ -18,13 +18,13 @@ from fastgen.cli import run_cli
 from fastgen.utils.video import read_video, video_to_uint8, write_video
 
 TEMPLATE = textwrap.dedent('''
-    from fastgen.configs.methods import config_causvid
+    from fastgen.configs.methods import config_{method}
     from fastgen.configs.net import {net}
     from fastgen.networks.hf.tiny import tiny_components
 
 
     def create_config():
-        config = config_causvid.create_config()
+        config = config_{method}.create_config()
         config.model.net = {net}
         config.model.net.load_pretrained = False
         config.model.net.component_configs = tiny_components("{family}")
@@ -32,18 +32,19 @@ TEMPLATE = textwrap.dedent('''
         config.model.input_shape = [4, {frames}, {size}, {size}]
         config.model.sample_t_cfg.t_list = [0.999, 0.5, 0.0]
         config.model.student_sample_steps = 2
+        config.model.guidance_scale = 3.0  # SFT: sampling's CFG; CausVid: the teacher's (unused here)
         config.model.device = "cpu"
         return config
 ''')
 # T2V: chunks of 2 of 4 latent frames = 7 pixel frames (tiny VAE: 2x in time)
-CONFIG = TEMPLATE.format(net="CausalWan_1_3B_Config", family="wan", chunk=2, frames=4, size=8)
+CONFIG = TEMPLATE.format(method="causvid", net="CausalWan_1_3B_Config", family="wan", chunk=2, frames=4, size=8)
 # I2V / V2V: the tiny VAE (2x in time) encodes 1 + 4k pixel frames to 1 + 2k latent frames (Wan's encoder reads 4
 # frames at a time), so the image / control latents have an odd frame count: chunks of 1 of 3 latent frames
-CONDITIONED = {  # family: (net config, latent size (Wan 2.2's VAE is 4x in space), conditioning flag)
-    "wan": ("CausalWan_1_3B_Config", 8, None),
-    "wan_i2v": ("CausalWan21_I2V_14B_480P_Config", 8, "--image"),
-    "wan22_i2v": ("CausalWan22_I2V_5B_Config", 4, "--image"),
-    "vace_wan": ("CausalVACE_Wan_1_3B_Config", 8, "--control_video"),
+CONDITIONED = {  # family: (net config, latent size (Wan 2.2's VAE is 4x in space), conditioning flag, method)
+    "wan": ("CausalWan_1_3B_Config", 8, None, "causvid"),
+    "wan_i2v": ("CausalWan21_I2V_14B_480P_Config", 8, "--image", "sft_causal"),  # CFG 3 from the config
+    "wan22_i2v": ("CausalWan22_I2V_5B_Config", 4, "--image", "causvid"),  # no CFG
+    "vace_wan": ("CausalVACE_Wan_1_3B_Config", 8, "--control_video", "causvid"),  # --guidance_scale=3
 }
 
 
@@ -72,8 +73,9 @@ def student(tmp_path):
 
 
 def conditioned_student(tmp_path, family: str):
-    net, size, _ = CONDITIONED[family]
-    return write_student(tmp_path, TEMPLATE.format(net=net, family=family, chunk=1, frames=3, size=size), family)
+    net, size, _, method = CONDITIONED[family]
+    return write_student(tmp_path, TEMPLATE.format(method=method, net=net, family=family, chunk=1, frames=3,
+                                                   size=size), family)
 
 
 def condition_files(tmp_path, control_frames: int = 9) -> dict:
@@ -161,28 +163,31 @@ def script_condition(script, net, flag: str, path: str, frames: int = 9, size: i
 def test_causal_i2v_v2v_stream_each_chunk_with_its_condition_and_equal_whole_generation(script, tmp_path, capsys,
                                                                                        family):
     """9 pixel frames = 5 latent frames, 5 chunks past the 3 trained (rolling window of 2); with CFG (its negative
-    keeps the image / control, swapping only the prompt) where the net has a prompt-only negative."""
+    keeps the image / control, swapping only the prompt) from --guidance_scale (VACE) or, for a CausalSFT config,
+    from model.guidance_scale (Wan 2.1 I2V)."""
     from fastgen.export.student import build_student, checkpoint_network_state
     from fastgen.inference_causal import setup_causal, stream_videos
     from fastgen.networks.causal_sampling import causal_generate
 
     cfg, ckpt, config = conditioned_student(tmp_path, family)
-    _, size, flag = CONDITIONED[family]
+    _, size, flag, _ = CONDITIONED[family]
     path = condition_files(tmp_path)[flag]
     guidance = None if family == "wan22_i2v" else 3.0
     out = tmp_path / "out"
     torch.manual_seed(0)
     code = run_cli(script.main, [f"--config={cfg}", f"--ckpt_path={ckpt}", "--prompt=a cat", "--seeds=3", "--causal",
                                  "--num_frames=9", "--lossless", f"--out_dir={out}", f"{flag}={path}",
-                                 *([f"--guidance_scale={guidance}"] if guidance else [])])
+                                 *(["--guidance_scale=3"] if family == "vace_wan" else [])])
     err = capsys.readouterr().err
     assert code == 0 and "streaming 5 chunks of 1 latent frames" in err and "rolling cache window of 2" in err, err
+    assert ("CFG 3.0" in err) == (guidance is not None)
     frames = read_video(out / "videos" / "000_a-cat_s3.mp4").frames
     assert frames.shape == (9, 16, 16, 3)
 
     torch.manual_seed(0)  # the script's encoders: the same global seed before the build
     net = build_student(config, checkpoint_network_state(ckpt)[0], ckpt)
-    t_list, _ = setup_causal(config, net, 5, None)
+    t_list, scale, _ = setup_causal(config, net, 5, None, guidance_scale=3.0 if family == "vace_wan" else None)
+    assert scale == guidance
     assert net.max_cache_frames == 2
     cond = script_condition(script, net, flag, path)
     noise = torch.randn((4, 5, size, size), generator=torch.Generator().manual_seed(3))[None]  # the script's draw

@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.causal:
         from fastgen.inference_causal import setup_causal, stream_videos
 
-        t_list, description = setup_causal(config, net, shape[1], args.num_steps)
+        t_list, guidance, description = setup_causal(config, net, shape[1], args.num_steps, args.sampler_type,
+                                                     args.guidance_scale)
     else:
         sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
     # the condition parts beside the prompt, shared by every seed: the I2V first frame or the V2V control latents
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.causal:
             paths = [os.path.join(out_dir, "videos", f"{p:03d}_{slug(prompt)}_s{s}.mp4") for s in seeds]
             videos.append(stream_videos(config, net, noise.to(device), condition, t_list, paths, args.fps,
-                                        args.lossless, args.guidance_scale, generator))
+                                        args.lossless, guidance, generator))
             continue
         latents = sample_fn(noise.to(device), condition, generator=generator)
         decoded = net.decode_latents(latents).clamp(-1, 1).float().cpu()
