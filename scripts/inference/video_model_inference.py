@@ -14,9 +14,10 @@ students, the network's own (shipped-scheduler) sampling for SFT configs. Frames
 the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal factor) and the size a multiple of
 VAE factor x patch size, checked before anything is sampled or written.
 Outputs: `<out_dir>/videos/<prompt index>_<prompt words>_s<seed>.mp4` and `<out_dir>/contact_sheet.png`.
-`--causal` (causal networks, e.g. CausalWan): streaming generation chunk by chunk with the KV cache, each chunk's
-frames written to the mp4 as soon as it is done; `--num_frames` past the training length uses a rolling cache window
-(fastgen/inference_causal.py).
+`--causal` (causal networks: CausalWan, CausalWanI2V / CausalWan22I2V with --image, CausalVACEWan with
+--control_video): streaming generation chunk by chunk with the KV cache, each chunk generated with its part of the
+condition above and its frames written to the mp4 as soon as it is done; `--num_frames` past the training length
+uses a rolling cache window (fastgen/inference_causal.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="the seed when --seeds is not given")
     parser.add_argument("--num_steps", type=int, default=None, help="default model.student_sample_steps")
     parser.add_argument("--sampler_type", default="auto", choices=("auto", "student", "teacher"),
-                        help="auto: the network's own sampling for SFT configs, the few-step student otherwise")
+                        help="auto: the network's own sampling for SFT configs (with --causal: CFG at "
+                             "model.guidance_scale), the few-step student otherwise")
     parser.add_argument("--guidance_scale", type=float, default=None, help="classifier-free guidance")
     parser.add_argument("--causal", action="store_true",
                         help="stream chunk by chunk through a causal network's KV cache (frames written per chunk)")
