@@ -1,6 +1,7 @@
 """Plumbing the inference scripts share (scripts/inference/image_model_inference.py, video_model_inference.py):
 prompts from --prompt / --prompts, --seeds lists, the student (or teacher) rebuilt from config + checkpoint, and the
-text-conditioned sampler (few-step student sampler, or the network's own teacher sampling for SFT configs)."""
+text-conditioned sampler (few-step student sampler, or the network's own teacher sampling for SFT configs), whose
+t_list, CFG choice and CFG negative the `--causal` streaming path (fastgen/inference_causal.py) shares."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def load_network(config, ckpt_path: str, net_key: str):
         return build_student(config, None), f"pretrained weights of {config.model.net.get('model_id')}"
     state, source = checkpoint_network_state(ckpt_path, net_key)
     return build_student(config, state, ckpt_path), source
+
+
 def read_prompts(args: argparse.Namespace) -> list[str] | None:
     """Prompts from --prompt / --prompts (one per line, blank lines skipped); None when neither is given."""
     from fastgen.cli import UsageError
@@ -38,6 +41,8 @@ def read_prompts(args: argparse.Namespace) -> list[str] | None:
     if not prompts:
         raise UsageError(f"--prompts {args.prompts} holds no prompt (a text file with one prompt per line)")
     return prompts
+
+
 def parse_seeds(text: str | None, seed: int, count: int) -> list[int]:
     """'0,5,7' / '0-3' (inclusive) / mixes; None -> seed, seed+1, ..., seed+count-1."""
     from fastgen.cli import UsageError
@@ -51,6 +56,8 @@ def parse_seeds(text: str | None, seed: int, count: int) -> list[int]:
             raise UsageError(f"--seeds {text!r}: expected non-negative integers or ranges like 0-3, comma-separated")
         seeds += list(range(int(match.group(1)), int(match.group(2) or match.group(1)) + 1))
     return seeds
+
+
 def student_t_list(config, net, steps: int):
     """The few-step student's float64 t_list for `steps` steps: the config's sample_t_cfg.t_list when it has that
     many, else the network schedule's grid (the plain sampler and `--causal` streaming share it)."""
@@ -111,5 +118,7 @@ def make_text_sampler(config, net, sampler_type: str, num_steps: int | None, gui
 
     cfg = f", CFG {guidance_scale}" if guidance_scale is not None else ""
     return sample, f"student sampler, {steps} step(s) ({config.model.student_sample_type}){cfg}"
+
+
 def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:limit] or "prompt"
