@@ -14,9 +14,10 @@ students, the network's own (shipped-scheduler) sampling for SFT configs. Frames
 the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal factor) and the size a multiple of
 VAE factor x patch size, checked before anything is sampled or written.
 Outputs: `<out_dir>/videos/<prompt index>_<prompt words>_s<seed>.mp4` and `<out_dir>/contact_sheet.png`.
-`--causal` (causal networks, e.g. CausalWan): streaming generation chunk by chunk with the KV cache, each chunk's
-frames written to the mp4 as soon as it is done; `--num_frames` past the training length uses a rolling cache window
-(fastgen/inference_causal.py).
+`--causal` (causal networks: CausalWan, CausalWanI2V / CausalWan22I2V with --image, CausalVACEWan with
+--control_video): streaming generation chunk by chunk with the KV cache, each chunk generated with its part of the
+condition above and its frames written to the mp4 as soon as it is done; `--num_frames` past the training length
+uses a rolling cache window (fastgen/inference_causal.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="the seed when --seeds is not given")
     parser.add_argument("--num_steps", type=int, default=None, help="default model.student_sample_steps")
     parser.add_argument("--sampler_type", default="auto", choices=("auto", "student", "teacher"),
-                        help="auto: the network's own sampling for SFT configs, the few-step student otherwise")
+                        help="auto: the network's own sampling for SFT configs (with --causal: CFG at "
+                             "model.guidance_scale), the few-step student otherwise")
     parser.add_argument("--guidance_scale", type=float, default=None, help="classifier-free guidance")
     parser.add_argument("--causal", action="store_true",
                         help="stream chunk by chunk through a causal network's KV cache (frames written per chunk)")
@@ -196,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.causal:
         from fastgen.inference_causal import setup_causal, stream_videos
 
-        t_list, description = setup_causal(config, net, shape[1], args.num_steps)
+        t_list, guidance, description = setup_causal(config, net, shape[1], args.num_steps, args.sampler_type,
+                                                     args.guidance_scale)
     else:
         sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
     # the condition parts beside the prompt, shared by every seed: the I2V first frame or the V2V control latents
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.causal:
             paths = [os.path.join(out_dir, "videos", f"{p:03d}_{slug(prompt)}_s{s}.mp4") for s in seeds]
             videos.append(stream_videos(config, net, noise.to(device), condition, t_list, paths, args.fps,
-                                        args.lossless, args.guidance_scale, generator))
+                                        args.lossless, guidance, generator))
             continue
         latents = sample_fn(noise.to(device), condition, generator=generator)
         decoded = net.decode_latents(latents).clamp(-1, 1).float().cpu()
