@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from fastgen.networks.hf.loading import load_component
-from fastgen.networks.hf.network import HFNetwork
+from fastgen.networks.hf.network import HFNetwork, encoder_dtype
 from fastgen.networks.hf.video_adapters import PromptOnlyNegative, WanAdapter, WanI2VAdapter
 
 CONTROL_TYPES = ("video", "depth")
@@ -182,12 +182,12 @@ class VACEWan(HFNetwork):
     def depth_control(self) -> bool:
         return self.control_type == "depth"
 
-    def _build(self, name: str):
+    def _build(self, name: str, dtype: torch.dtype | None = None):
         """The depth parts come from depth_model_path (their own repo, no subfolder), always with their weights:
         the annotator is never trained, so a random one would only produce noise."""
         if name not in DEPTH_PARTS or name in self.component_configs:
-            return super()._build(name)
-        return load_component(self._class_of(name)[0], self.depth_model_path)
+            return super()._build(name, dtype)
+        return load_component(self._class_of(name)[0], self.depth_model_path, dtype=dtype)
 
     def init_preprocessors(self) -> None:
         """The base encoders, then (depth control) the depth processor and model, frozen, with real weights on the
@@ -195,10 +195,11 @@ class VACEWan(HFNetwork):
         super().init_preprocessors()
         if not self.depth_control or all(name in self.encoders for name in DEPTH_PARTS):
             return
+        dtype = encoder_dtype(self.encoders_dtype, "depth_model")
         with torch.device("cpu"):
-            processor, model = self._build("depth_processor"), self._build("depth_model")
+            processor, model = self._build("depth_processor"), self._build("depth_model", dtype)
         self.encoders["depth_processor"] = processor
-        self.encoders["depth_model"] = model.eval().requires_grad_(False).to(self.encoders.device)
+        self.encoders["depth_model"] = model.eval().requires_grad_(False).to(self.encoders.device, dtype=dtype)
 
     @property
     def has_preprocessors(self) -> bool:
