@@ -1,7 +1,7 @@
 """Wan 2.1 VACE through VACEWan: forward == the bare WanVACETransformer3DModel with the same control inputs, teacher
 sampling == WanVACEPipeline (control video + mask, CFG keeping the control), depth control == the Depth-Anything
 model + per-frame normalisation by hand, the training batch's control latents, loading the depth model from a local
-folder, and V2V inference (`--control_video`) to mp4."""
+folder, and V2V inference (`--control_video`, `--control_mask`, `--reference_image`) to mp4."""
 
 import numpy as np
 import pytest

@@ -231,8 +231,8 @@ class VACEWan(HFNetwork):
         """A video [B, 3, F, H, W] in [-1, 1] (F = (T-1)*4+1, the size of the generated video) and an optional
         mask [B, 1, F, H, W] in [0, 1] -> control_hidden_states (depth control: of the video's depth map).
 
-        Optional reference images [B, R, 3, H, W] in [-1, 1] (already at the video's size: the pipeline's
-        preprocessing fits them onto a white canvas first) become R leading latent frames of the control, as in
+        Optional reference images [B, R, 3, H, W] in [-1, 1] (already at the video's size: fit_reference_images
+        fits image files onto a white canvas, as the pipeline does) become R leading latent frames of the control, as in
         WanVACEPipeline: the latents to denoise then have R extra leading frames too (drop them after sampling)."""
         self._require_encoders("encode_control")
         return self.adapter.encode_control(self, self.control_video(video), mask, reference_images)
