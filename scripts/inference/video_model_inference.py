@@ -14,14 +14,15 @@ image for every frame; white = generate, black = keep the control video's pixels
 `--reference_image PATH` (repeatable: each fitted onto a white canvas of the video size, aspect kept; they become
 extra leading latent frames that are sampled along and dropped before decoding). The network and its sampler come
 as in image_model_inference.py (shared code in fastgen/inference.py): the few-step student sampler for distilled
-students, the network's own (shipped-scheduler) sampling for SFT configs. Frames and size default to the config's latent `model.input_shape` [C, T, H, W] times
-the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal factor) and the size a multiple of
-VAE factor x patch size, checked before anything is sampled or written.
+students, the network's own (shipped-scheduler) sampling for SFT configs. Frames and size default to the config's
+latent `model.input_shape` [C, T, H, W] times the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal
+factor) and the size a multiple of VAE factor x patch size, checked before anything is sampled or written.
 Outputs: `<out_dir>/videos/<prompt index>_<prompt words>_s<seed>.mp4` and `<out_dir>/contact_sheet.png`.
 `--causal` (causal networks: CausalWan, CausalWanI2V / CausalWan22I2V with --image, CausalVACEWan with
---control_video [--control_mask]; --reference_image is refused there, see check_inputs): streaming generation chunk by chunk with the KV cache, each chunk generated with its part of the
-condition above and its frames written to the mp4 as soon as it is done; `--num_frames` past the training length
-uses a rolling cache window (fastgen/inference_causal.py).
+--control_video [--control_mask]; --reference_image is refused there, see check_inputs): streaming generation chunk
+by chunk with the KV cache, each chunk generated with its part of the condition above and its frames written to the
+mp4 as soon as it is done; `--num_frames` past the training length uses a rolling cache window
+(fastgen/inference_causal.py).
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def read_frames(path: str, num_frames: int, flag: str):
     try:
         frames = read_video(path).frames
     except VideoError as error:
-        noun, hint = ("image or video", "a PNG/JPEG or mp4 file") if flag == "--control_mask" else ("video", "an mp4 file")
+        mask = flag == "--control_mask"
+        noun, hint = ("image or video", "a PNG/JPEG or mp4 file") if mask else ("video", "an mp4 file")
         raise UsageError(f"{flag} {path} is not a readable {noun} ({error}); pass {hint}") from None
     if len(frames) < num_frames:
         raise UsageError(f"{flag} {path} has {len(frames)} frames, fewer than the {num_frames} asked: pass a longer "
