@@ -179,7 +179,9 @@ class HFNetwork(FastGenNetwork):
             with torch.device("cpu"):
                 comp = self._build(name, dtype)
             if isinstance(comp, nn.Module):
-                comp.eval().requires_grad_(False).to(self.encoders.device, dtype=dtype)
+                comp.eval().requires_grad_(False).to(self.encoders.device)
+                if dtype is not None and getattr(comp, "dtype", None) != dtype:  # (from_pretrained read it so)
+                    comp.to(dtype)  # apart: diffusers' to() warns whenever it is given a dtype
             self.encoders[name] = comp
         if self.encoders_device is not None:
             self.encoders.to(self.encoders_device)

@@ -199,7 +199,9 @@ class VACEWan(HFNetwork):
         with torch.device("cpu"):
             processor, model = self._build("depth_processor"), self._build("depth_model", dtype)
         self.encoders["depth_processor"] = processor
-        self.encoders["depth_model"] = model.eval().requires_grad_(False).to(self.encoders.device, dtype=dtype)
+        self.encoders["depth_model"] = model.eval().requires_grad_(False).to(self.encoders.device)
+        if dtype is not None and model.dtype != dtype:
+            model.to(dtype)
 
     @property
     def has_preprocessors(self) -> bool:
