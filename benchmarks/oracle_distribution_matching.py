@@ -39,7 +39,8 @@ def toy_config(name: str, max_iter: int | None = None, seed: int = 0):
         config.log_config.name = "dmd2_fake_feat_ring8"
     if max_iter is not None:
         config.trainer.max_iter = config.trainer.save_ckpt_iter = max_iter
-    config.trainer.callbacks = {}
+    # bare training, but keep the EMA the config samples from (its absence would leave net_inference untrained)
+    config.trainer.callbacks = {k: v for k, v in config.trainer.callbacks.items() if k == "ema"}
     config.trainer.logging_iter = 10**9
     config.trainer.seed = seed
     return config
