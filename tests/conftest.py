@@ -18,7 +18,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
-import logging  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
@@ -45,11 +44,11 @@ def _library_logs_follow_stderr():
     from transformers.utils import logging as transformers_logging
 
     for library in (diffusers_logging, transformers_logging):
-        library.get_logger()  # configures the library root logger and its handler once
-        for handler in library._get_library_root_logger().handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.__dict__.pop("flush", None)  # diffusers pins flush to the stderr of that moment
-                handler.setStream(_CurrentStderr())
+        library.get_logger()  # configures the library root logger and its own handler once
+        handler = library._default_handler  # only that one: pytest's capture handlers may sit beside it
+        if handler is not None:
+            handler.__dict__.pop("flush", None)  # diffusers pins flush to the stderr of that moment
+            handler.setStream(_CurrentStderr())
     yield
 
 
