@@ -203,14 +203,19 @@ def main(argv=None) -> None:
     from fastgen.datasets.ar1_video import make_ar1
 
     quiet_logs()
+    try:  # a wrong --set key fails now (exit 2), not after minutes of training
+        overrides = parse_overrides(args.set)
+        for name in methods:
+            build_config(name, 0, None, None, overrides)
+    except SystemExit as error:
+        parser.error(str(error))
     process = make_ar1(4, 0.9)
     start = time.perf_counter()
     reference = reference_rows(process)
     rows_per_seed = []
     with tempfile.TemporaryDirectory() as workdir:
         for seed in args.seeds:
-            rows_per_seed.append(reference + run_seed(methods, seed, args.iters, workdir, process,
-                                                      parse_overrides(args.set)))
+            rows_per_seed.append(reference + run_seed(methods, seed, args.iters, workdir, process, overrides))
     print_table(rows_per_seed)
     print("\n".join(orderings(rows_per_seed)))
     print(f"seeds {args.seeds}; {NUM_EVAL} videos per row; total {time.perf_counter() - start:.0f} s")
