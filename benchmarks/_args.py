@@ -23,6 +23,14 @@ def methods_parser(doc: str | None, methods: Sequence[str]) -> argparse.Argument
     return parser
 
 
+def seeded_methods_parser(doc: str | None, methods: Sequence[str]) -> argparse.ArgumentParser:
+    """methods_parser + `--seeds` (trainer.seed values; several give median [min, max] per method)."""
+    parser = methods_parser(doc, methods)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="trainer.seed values (default 0); several add median [min, max] per method")
+    return parser
+
+
 def parse_method_args(parser: argparse.ArgumentParser, methods: Sequence[str],
                       argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse; `args.methods` = the given names (a subset of `methods`, in the given order), all of them when none."""

@@ -52,22 +52,63 @@ def measured_row(name: str, config, output_root: str) -> dict:
     start = time.perf_counter()
     model, swd_before = train(config, output_root)
     samples = one_step_samples(model)
+    coverage = mode_coverage(samples, make_gmm("ring8"))
     return {
         "method": name,
         "steps": int(config.trainer.max_iter),
         "swd_init": round(swd_before, 4),
         "swd": round(swd_to_data(samples), 4),
-        "mode_coverage": mode_coverage(samples, make_gmm("ring8"))["mode_coverage"],
+        "mode_coverage": coverage["mode_coverage"],
+        "on_mode": round(coverage["near_mode_fraction"], 3),
         "seconds": round(time.perf_counter() - start, 1),
     }
 
 
 def print_rows(rows: list[dict], name_width: int = 16) -> None:
-    """The rows of measured_row as a fixed-width table on stdout."""
-    print(f"{'method':<{name_width}}{'steps':>6}{'SWD init':>10}{'SWD':>9}{'modes':>7}{'sec':>7}")
+    """The rows of measured_row as a fixed-width table on stdout (on-mode: share of samples within 3 mode stds of
+    a mode; the data itself has 0.989, so what is missing sits between the modes)."""
+    print(f"{'method':<{name_width}}{'steps':>6}{'SWD init':>10}{'SWD':>9}{'modes':>7}{'on-mode':>9}{'sec':>7}")
     for row in rows:
         print(f"{row['method']:<{name_width}}{row['steps']:>6}{row['swd_init']:>10.4f}{row['swd']:>9.4f}"
-              f"{row['mode_coverage']:>7.2f}{row['seconds']:>7.1f}")
+              f"{row['mode_coverage']:>7.2f}{row['on_mode']:>9.3f}{row['seconds']:>7.1f}", flush=True)
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """Per method (first-seen order): median, min and max over its rows of SWD, mode coverage and on-mode share."""
+    import statistics
+
+    summary = []
+    for name in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == name]
+        entry = {"method": name, "runs": len(mine)}
+        for key in ("swd", "mode_coverage", "on_mode"):
+            values = [r[key] for r in mine]
+            entry[key] = (statistics.median(values), min(values), max(values))
+        summary.append(entry)
+    return summary
+
+
+def print_summary(rows: list[dict], seeds, name_width: int = 16) -> None:
+    """seed_summary(rows) as lines `name SWD median [min, max]  modes ...  on-mode ...`."""
+    print(f"median [min, max] over seeds {list(seeds)}")
+    for entry in seed_summary(rows):
+        print(f"{entry['method']:<{name_width}}" + "  ".join(
+            f"{label} {med:.4f} [{lo:.4f}, {hi:.4f}]" if key == "swd" else f"{label} {med:.2f} [{lo:.2f}, {hi:.2f}]"
+            for key, label in (("swd", "SWD"), ("mode_coverage", "modes"), ("on_mode", "on-mode"))
+            for med, lo, hi in [entry[key]]), flush=True)
+
+
+def run_seeds(rows_fn, methods, seeds, name_width: int = 16) -> list[dict]:
+    """rows_fn(methods, seed) for every seed, one table per seed, then the per-method summary when several."""
+    rows = []
+    for seed in seeds:
+        seed_rows = rows_fn(methods, seed=seed)
+        print(f"seed {seed}")
+        print_rows(seed_rows, name_width=name_width)
+        rows += seed_rows
+    if len(seeds) > 1:
+        print_summary(rows, seeds, name_width=name_width)
+    return rows
 
 
 def quiet_logs() -> None:

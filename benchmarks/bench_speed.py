@@ -12,11 +12,13 @@ Variants (model-config switches, fastgen/methods/README.md "Speed and memory swi
   channels_last  model.channels_last=True
   act_ckpt       model.activation_checkpointing=True
   bf16_teacher   model.teacher_precision=bfloat16 (methods with a teacher)
-  compile        model.compile.networks=<every trained network and the teacher>, inductor
-  all            all of the above together
+  compile        model.compile.networks=<every trained network and the teacher>, whole networks (`--backend`)
+  compile_blocks the same networks compiled block by block (model.compile.per_block=True: what FSDP2 runs use)
+  all            all of the above together (compile: whole networks)
 
     .venv/bin/python benchmarks/bench_speed.py [--size cifar|tiny] [--methods sft,dmd2,cm,sct]
         [--variants eager,...,all] [--steps 8] [--warmup 2] [--batch 8] [--threads 2] [--device cpu]
+        [--backend inductor]   (aot_eager: a quick check of the compiled paths, no code generation)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = {"sft": "config_sft", "dmd2": "config_dmd2", "cm": "config_cm", "sct": "config_scm"}
-VARIANTS = ("eager", "fused_optim", "channels_last", "act_ckpt", "bf16_teacher", "compile", "all")
+VARIANTS = ("eager", "fused_optim", "channels_last", "act_ckpt", "bf16_teacher", "compile", "compile_blocks", "all")
 SIZES = {  # net overrides; discriminator (all_res, in_channels)
     "cifar": ({}, ([32, 16, 8], 256)),
     "tiny": ({"model_channels": 16, "channel_mult": [1, 2], "num_blocks": 1, "img_resolution": 32},
@@ -47,15 +49,16 @@ def switches(variant: str, has_teacher: bool) -> dict:
         "channels_last": {"channels_last": True},
         "act_ckpt": {"activation_checkpointing": True},
         "bf16_teacher": {"teacher_precision": "bfloat16"} if has_teacher else {},
-        "compile": {"compile": True},
+        "compile": {"compile": "whole"},
+        "compile_blocks": {"compile": "blocks"},
     }
     chosen = {"fused": False}
-    for name in (on if variant == "all" else [variant] if variant != "eager" else []):
+    for name in ([n for n in on if n != "compile_blocks"] if variant == "all" else [variant] if variant != "eager" else []):
         chosen.update(on[name])
     return chosen
 
 
-def build(method: str, variant: str, size: str, device: str):
+def build(method: str, variant: str, size: str, device: str, backend: str = "inductor"):
     import importlib
 
     import torch
@@ -82,7 +85,7 @@ def build(method: str, variant: str, size: str, device: str):
             setattr(m, key, chosen[key])
     if chosen.get("compile"):
         nets = ["net", "fake_score", "discriminator", "teacher"] if method == "dmd2" else ["net"]
-        m.compile = CompileConfig(networks=nets, dynamic=False)
+        m.compile = CompileConfig(networks=nets, dynamic=False, backend=backend, per_block=chosen["compile"] == "blocks")
     torch.manual_seed(0)
     model = instantiate(config.model_class, config=m)
     model.on_train_begin()
@@ -95,7 +98,7 @@ def child(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    model = build(args.method, args.variant, args.size, args.device)
+    model = build(args.method, args.variant, args.size, args.device, args.backend)
     g = torch.Generator().manual_seed(0)
     data = {"real": (torch.rand(args.batch, 3, 32, 32, generator=g) * 2 - 1).to(model.device),
             "condition": torch.eye(10)[torch.arange(args.batch) % 10].to(model.device)}
@@ -130,7 +133,7 @@ def child(args) -> None:
 def run_variant(args, method: str, variant: str) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--_child", "--method", method, "--variant", variant,
            "--size", args.size, "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
-           "--threads", str(args.threads), "--device", args.device]
+           "--threads", str(args.threads), "--device", args.device, "--backend", args.backend]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": ROOT}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -151,6 +154,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", default="inductor", help="torch.compile backend of the compile variants")
     parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -164,7 +168,8 @@ def main() -> None:
         parser.error(f"unknown method/variant {bad}; methods: {list(METHODS)}, variants: {list(VARIANTS)}")
     if "eager" not in variants:
         variants = ["eager", *variants]
-    print(f"size {args.size}, batch {args.batch}, {args.threads} threads, device {args.device}, median of "
+    print(f"size {args.size}, batch {args.batch}, {args.threads} threads, device {args.device}, compile backend "
+          f"{args.backend}, median of "
           f"{args.steps} steps after {args.warmup} warm-up; load average at start {os.getloadavg()[0]:.1f}")
     print("| method | step | variant | step s | x eager | peak MB | x eager |")
     print("|---|---|---|---|---|---|---|")

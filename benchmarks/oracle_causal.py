@@ -14,6 +14,7 @@ untrained causal student. CausVid and Self-Forcing start from the CausalKD stude
     python benchmarks/oracle_causal.py                     # all methods, seed 0
     python benchmarks/oracle_causal.py --seeds 0 1 2       # median [min, max] over seeds
     python benchmarks/oracle_causal.py sft_causal --iters 300
+    python benchmarks/oracle_causal.py causvid --seeds 0 1 2 --set chunk_t_order=clean_context
 """
 
 from __future__ import annotations
@@ -67,7 +68,24 @@ def reference_rows(process) -> list[dict]:
             {"method": "teacher Heun 35", **evaluate(heun, process)}]
 
 
-def build_config(name: str, seed: int, iters: int | None, student_init: str | None):
+def parse_overrides(pairs) -> dict:
+    """["a.b=1e-5", "flag=True"] -> {"a.b": 1e-05, "flag": True} (values as Python literals, else strings)."""
+    import ast
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set takes KEY=VALUE pairs (keys under config.model); got {pair!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def build_config(name: str, seed: int, iters: int | None, student_init: str | None, overrides: dict | None = None):
+    """The method's Toy config for this seed; `overrides` {"dotted.key": value} set under config.model."""
     import importlib
 
     config = importlib.import_module(f"fastgen.configs.experiments.Toy.config_{name}").create_config()
@@ -78,6 +96,14 @@ def build_config(name: str, seed: int, iters: int | None, student_init: str | No
         config.trainer.max_iter = config.trainer.save_ckpt_iter = config.trainer.validation_iter = int(iters)
     if student_init:
         config.model.pretrained_student_net_path = student_init
+    for key, value in (overrides or {}).items():
+        *parents, leaf = key.split(".")
+        target = config.model
+        for part in parents:
+            target = getattr(target, part)
+        if not hasattr(target, leaf):
+            raise SystemExit(f"--set {key}: config.model of {name} has no such field")
+        setattr(target, leaf, value)
     return config
 
 
@@ -95,7 +121,7 @@ def train(config, output_root: str):
     return model
 
 
-def run_seed(methods, seed: int, iters: int | None, workdir: str, process) -> list[dict]:
+def run_seed(methods, seed: int, iters: int | None, workdir: str, process, overrides: dict | None = None) -> list[dict]:
     import torch
 
     from fastgen.utils import instantiate
@@ -113,7 +139,7 @@ def run_seed(methods, seed: int, iters: int | None, workdir: str, process) -> li
     for name in order:
         start = time.perf_counter()
         init = kd_init if name in ("causvid", "self_forcing") else None
-        config = build_config(name, seed, iters, init)
+        config = build_config(name, seed, iters, init, overrides if name in methods else None)
         model = train(config, os.path.join(workdir, f"out_{name}_{seed}"))
         if name == "kd_causal":
             kd_init = os.path.join(workdir, f"kd_student_{seed}.pth")
@@ -164,6 +190,8 @@ def main(argv=None) -> None:
                         help=f"methods to run (default: all): {', '.join(METHODS)}")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--iters", type=int, default=None, help="training iterations (default: each config's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config.model overrides for the named methods, e.g. backward_simulation=True")
     args = parser.parse_args(argv)
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
@@ -175,13 +203,19 @@ def main(argv=None) -> None:
     from fastgen.datasets.ar1_video import make_ar1
 
     quiet_logs()
+    try:  # a wrong --set key fails now (exit 2), not after minutes of training
+        overrides = parse_overrides(args.set)
+        for name in methods:
+            build_config(name, 0, None, None, overrides)
+    except SystemExit as error:
+        parser.error(str(error))
     process = make_ar1(4, 0.9)
     start = time.perf_counter()
     reference = reference_rows(process)
     rows_per_seed = []
     with tempfile.TemporaryDirectory() as workdir:
         for seed in args.seeds:
-            rows_per_seed.append(reference + run_seed(methods, seed, args.iters, workdir, process))
+            rows_per_seed.append(reference + run_seed(methods, seed, args.iters, workdir, process, overrides))
     print_table(rows_per_seed)
     print("\n".join(orderings(rows_per_seed)))
     print(f"seeds {args.seeds}; {NUM_EVAL} videos per row; total {time.perf_counter() - start:.0f} s")

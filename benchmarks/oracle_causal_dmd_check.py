@@ -9,6 +9,7 @@ with this F, the DMD gradient code is right and the learned F is what fails; `--
 
     python benchmarks/oracle_causal_dmd_check.py self_forcing --iters 100
     python benchmarks/oracle_causal_dmd_check.py causvid --iters 60 [--chunk-t-order nondecreasing]
+    python benchmarks/oracle_causal_dmd_check.py causvid --iters 60 --set backward_simulation=True
     python benchmarks/oracle_causal_dmd_check.py self_forcing --fake-diag --iters 400
 """
 
@@ -56,10 +57,8 @@ def build(method: str, seed: int, iters: int, kd_path: str, freq: int, overrides
 
     from fastgen.utils import instantiate
 
-    config = oc.build_config(method, seed, iters, kd_path)
+    config = oc.build_config(method, seed, iters, kd_path, overrides)
     config.model.student_update_freq = freq
-    for key, value in overrides.items():
-        setattr(config.model, key, value)
     torch.manual_seed(seed)
     model = instantiate(config.model_class, config=config.model)
     model.on_train_begin()
@@ -86,6 +85,8 @@ def main(argv=None) -> None:
     parser.add_argument("--every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk-t-order", default=None, help="CausVid: model.chunk_t_order (default: the config's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config.model overrides, e.g. backward_simulation=True net_optimizer.lr=1e-5")
     parser.add_argument("--fake-diag", action="store_true", help="measure the learned fake score instead")
     args = parser.parse_args(argv)
 
@@ -116,6 +117,7 @@ def main(argv=None) -> None:
                             os.path.join(workdir, "kd")).net.state_dict(), kd_path)
         os.environ["FASTGEN_OUTPUT_ROOT"] = workdir
         overrides = {} if args.chunk_t_order is None else {"chunk_t_order": args.chunk_t_order}
+        overrides.update(oc.parse_overrides(args.set))
         model, data_iter = build(args.method, args.seed, args.iters, kd_path, 10**9 if args.fake_diag else 1,
                                  overrides)
         gaussian = gaussian_fake_score(model.schedule)

@@ -17,7 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _args import methods_parser, parse_method_args  # noqa: E402  (stdlib only: --help answers before torch loads)
+from _args import parse_method_args, seeded_methods_parser  # noqa: E402  (stdlib only: --help answers before torch loads)
 
 
 def toy_config(method: str, use_cd: bool = False, max_iter: int | None = None, hidden_dim: int | None = None,
@@ -67,27 +67,11 @@ def oracle_rows(methods=METHODS, seed: int = 0) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    import statistics
-
-    parser = methods_parser(__doc__, METHODS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="trainer.seed values (default 0)")
-    args = parse_method_args(parser, METHODS, argv)
-    from _oracle_common import print_rows, quiet_logs
+    args = parse_method_args(seeded_methods_parser(__doc__, METHODS), METHODS, argv)
+    from _oracle_common import quiet_logs, run_seeds
 
     quiet_logs()
-    rows = []
-    for seed in args.seeds:
-        seed_rows = oracle_rows(args.methods, seed=seed)
-        print(f"seed {seed}")
-        print_rows(seed_rows, name_width=14)
-        rows += seed_rows
-    if len(args.seeds) > 1:
-        print(f"median [min, max] over seeds {args.seeds}")
-        for name in dict.fromkeys(r["method"] for r in rows):
-            swd = [r["swd"] for r in rows if r["method"] == name]
-            modes = [r["mode_coverage"] for r in rows if r["method"] == name]
-            print(f"{name:<14} SWD {statistics.median(swd):.4f} [{min(swd):.4f}, {max(swd):.4f}]  modes "
-                  f"{statistics.median(modes):.2f} [{min(modes):.2f}, {max(modes):.2f}]")
+    run_seeds(oracle_rows, args.methods, args.seeds, name_width=14)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ discriminator heads. Its 1-step samples are compared with the known data distrib
 run this file to print them as a table:
 
     OMP_NUM_THREADS=1 python benchmarks/oracle_distribution_matching.py [dmd2 f_distill ladd sid dmd2_fake_feat]
+    OMP_NUM_THREADS=1 python benchmarks/oracle_distribution_matching.py dmd2 --seeds 0 1 2   # + median [min, max]
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _args import parse_methods  # noqa: E402  (stdlib only: --help answers before torch loads)
+from _args import parse_method_args, seeded_methods_parser  # noqa: E402  (stdlib only: --help answers before torch loads)
 
 METHODS = ("dmd2", "f_distill", "ladd", "sid", "dmd2_fake_feat")
 
 
-def toy_config(name: str, max_iter: int | None = None):
+def toy_config(name: str, max_iter: int | None = None, seed: int = 0):
     """The Toy config behind a row name ("dmd2_fake_feat": DMD2 with gan_feature_source=fake_score)."""
     import importlib
 
@@ -38,25 +39,32 @@ def toy_config(name: str, max_iter: int | None = None):
         config.log_config.name = "dmd2_fake_feat_ring8"
     if max_iter is not None:
         config.trainer.max_iter = config.trainer.save_ckpt_iter = max_iter
-    config.trainer.callbacks = {}
+    # bare training, but keep the EMA the config samples from (its absence would leave net_inference untrained)
+    config.trainer.callbacks = {k: v for k, v in config.trainer.callbacks.items() if k == "ema"}
     config.trainer.logging_iter = 10**9
+    config.trainer.seed = seed
     return config
 
 
-def oracle_rows(methods=METHODS) -> list[dict]:
-    """Train each method on ring8; one dict {method, steps, swd, swd_init, mode_coverage, seconds} per method."""
+def oracle_rows(methods=METHODS, seed: int = 0) -> list[dict]:
+    """Train each method on ring8 (trainer.seed=seed); one dict {method, steps, swd, swd_init, mode_coverage,
+    on_mode, seconds} per method."""
     from _oracle_common import measured_row
 
     rows = []
     with tempfile.TemporaryDirectory() as root:
         for name in methods:
-            rows.append(measured_row(name, toy_config(name), os.path.join(root, name)))
+            rows.append(measured_row(name, toy_config(name, seed=seed), os.path.join(root, name)))
     return rows
 
 
-if __name__ == "__main__":
-    selected = parse_methods(__doc__, METHODS)
-    from _oracle_common import print_rows, quiet_logs
+def main(argv=None) -> None:
+    args = parse_method_args(seeded_methods_parser(__doc__, METHODS), METHODS, argv)
+    from _oracle_common import quiet_logs, run_seeds
 
     quiet_logs()
-    print_rows(oracle_rows(selected))
+    run_seeds(oracle_rows, args.methods, args.seeds)
+
+
+if __name__ == "__main__":
+    main()

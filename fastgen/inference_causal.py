@@ -2,16 +2,36 @@
 through `causal_generate` with the KV cache, each finished chunk decoded (WanStreamDecoder, exact) and appended to
 the open mp4 encoders at once. Videos longer than the training length (`--num_frames`) run with a rolling cache
 window (default: total_num_frames - chunk_size frames of context, so every chunk sees at most the training length
-and rotary distances stay in the trained range)."""
+and rotary distances stay in the trained range).
+
+Image- and video-to-video causal nets take the condition the non-causal path builds (the script's `--image` /
+`--control_video`, encoded once for the whole requested video); each autoregressive call uses its chunk's part of it,
+as the network defines (CausalWanMixin.frame_condition_keys):
+  * CausalVACEWan: the control latents cover every requested frame and chunk k gets the control frames of chunk k
+    (the script refuses a control video shorter than --num_frames), so extrapolation follows the control video.
+  * CausalWanI2V (Wan 2.1): the first-frame condition (mask + image latents, then "no image" frames) is built by the
+    pipeline for the requested frame count (its first frames equal those of a training-length one: the VAE is
+    causal), so chunk k gets its frames of it: the mask marks latent frame 0 as the image and every later frame --
+    past the training length too -- as "to generate", as in training; the CLIP image tokens reach every chunk
+    through cross-attention.
+  * CausalWan22I2V (Wan 2.2 TI2V): the first chunk holds the image frame, whose x0 is pinned to the image latent;
+    later chunks see it through the cache.
+  Past the training length the image frame leaves the rolling window like any frame (no pinned "sink" frame): the
+  continuation is conditioned on the last window of generated frames (and, Wan 2.1, on the CLIP image tokens).
+"""
 
 from __future__ import annotations
 
 import torch
 
 
-def setup_causal(config, net, latent_frames: int, num_steps: int | None) -> tuple[torch.Tensor, str]:
-    """Check the network and frame count, set the rolling window when extrapolating; (t_list, description)."""
+def setup_causal(config, net, latent_frames: int, num_steps: int | None, sampler_type: str = "auto",
+                 guidance_scale: float | None = None) -> tuple[torch.Tensor, float | None, str]:
+    """Check the network and frame count, set the rolling window when extrapolating; (t_list, CFG scale,
+    description). Every chunk runs the t_list of `num_steps` steps (default model.student_sample_steps); CFG as the
+    non-causal path: --guidance_scale, else model.guidance_scale for SFT configs (CausalSFTModel samples so)."""
     from fastgen.cli import UsageError
+    from fastgen.inference import sampler_choice, student_t_list
     from fastgen.networks.network import CausalFastGenNetwork
 
     if not isinstance(net, CausalFastGenNetwork):
@@ -28,12 +48,11 @@ def setup_causal(config, net, latent_frames: int, num_steps: int | None) -> tupl
     steps = int(num_steps if num_steps is not None else config.model.student_sample_steps)
     if steps < 1:
         raise UsageError(f"--num_steps must be >= 1; got {steps}")
-    t_list = config.model.sample_t_cfg.t_list
-    if t_list is None or len(t_list) != steps + 1:
-        t_list = net.noise_scheduler.get_t_list(steps)
-    t_list = torch.as_tensor(list(t_list), dtype=torch.float64)
-    return t_list, (f"streaming {latent_frames // net.chunk_size} chunks of {net.chunk_size} latent frames with the "
-                    f"KV cache, {steps} steps per chunk{window}")
+    _, scale = sampler_choice(config, sampler_type, guidance_scale)
+    cfg = f", CFG {scale}" if scale is not None else ""
+    return student_t_list(config, net, steps), scale, (f"streaming {latent_frames // net.chunk_size} chunks of "
+                                                       f"{net.chunk_size} latent frames with the KV cache, {steps} "
+                                                       f"steps per chunk{cfg}{window}")
 
 
 @torch.no_grad()
@@ -41,13 +60,12 @@ def stream_videos(config, net, noise, condition, t_list, paths: list[str], fps: 
                   guidance_scale: float | None = None, generator=None) -> torch.Tensor:
     """Generate noise.shape[0] videos chunk by chunk, appending each finished chunk's frames to paths[i] as it is
     done; returns the decoded videos [B, 3, F, H, W] in [-1, 1]."""
+    from fastgen.inference import empty_prompt_negative
     from fastgen.networks.causal_sampling import causal_generate
     from fastgen.networks.hf.stream_decode import WanStreamDecoder
     from fastgen.utils.video import Mp4Writer
 
-    neg = None
-    if guidance_scale is not None:
-        neg = net.encode_text([""] * noise.shape[0], device=noise.device)
+    neg = None if guidance_scale is None else empty_prompt_negative(net, condition, noise.shape[0], noise.device)
     decoder, pixels = WanStreamDecoder(net), []
     writers = [Mp4Writer(path, fps=fps, lossless=lossless) for path in paths]
     try:

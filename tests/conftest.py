@@ -18,8 +18,38 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+
+class _CurrentStderr:
+    """A stream that writes to whatever sys.stderr is at the time of the write."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _library_logs_follow_stderr():
+    """diffusers and transformers give their library logger one StreamHandler bound to sys.stderr as it is when
+    they first log. Inside a test that is pytest's per-test capture stream, closed when that test ends, so a later
+    library warning in another test printed "--- Logging error --- ... I/O operation on closed file" (with a
+    traceback) into that test's captured stderr. Their handlers follow the current sys.stderr instead."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.get_logger()  # configures the library root logger and its own handler once
+        handler = library._default_handler  # only that one: pytest's capture handlers may sit beside it
+        if handler is not None:
+            handler.__dict__.pop("flush", None)  # diffusers pins flush to the stderr of that moment
+            handler.setStream(_CurrentStderr())
+    yield
 
 
 @pytest.fixture(autouse=True, scope="session")

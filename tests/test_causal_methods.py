@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from fastgen.datasets.ar1_video import make_ar1
+from fastgen.methods.causal.causvid import order_chunk_times
 from fastgen.methods.causal.kd import gather_chunk_states, grid_states
+from fastgen.networks.causal_sampling import causal_generate, causal_rollout
 from fastgen.utils import instantiate
 
 METHODS = ("sft_causal", "kd_causal", "causvid", "self_forcing")
@@ -107,8 +109,11 @@ def test_causal_kd_takes_each_chunk_from_its_own_teacher_state():
         grid_states(real, t_list, None, torch.stack([real] * 4, 1))
 
 
+PAPER_DRAW = {"backward_simulation": False, "chunk_t_order": "independent"}  # the Toy config turns both on
+
+
 def test_causvid_student_input_is_real_video_noised_per_chunk_from_t_list():
-    model = build(tiny_config("causvid"))
+    model = build(tiny_config("causvid", **PAPER_DRAW))
     real = batch()["real"]
     torch.manual_seed(2)
     x, t, noise = model.student_input(real)
@@ -124,7 +129,7 @@ def test_causvid_chunk_t_order_nondecreasing_sorts_each_samples_chunk_times():
     real = batch()["real"]
     draws = {}
     for order in ("independent", "nondecreasing"):
-        model = build(tiny_config("causvid", chunk_t_order=order))
+        model = build(tiny_config("causvid", **{**PAPER_DRAW, "chunk_t_order": order}))
         torch.manual_seed(2)
         draws[order] = model.student_input(real)
     (_, t_ind, _), (x, t, noise) = draws["independent"], draws["nondecreasing"]
@@ -135,7 +140,7 @@ def test_causvid_chunk_t_order_nondecreasing_sorts_each_samples_chunk_times():
     tt = t[:, None, :, None, None]
     expected = torch.where(tt == 0.999, 0.999 * noise, (1 - tt) * real + tt * noise)
     torch.testing.assert_close(x, expected.float(), atol=1e-6, rtol=0)
-    model = build(tiny_config("causvid", chunk_t_order="clean_context"))
+    model = build(tiny_config("causvid", **{**PAPER_DRAW, "chunk_t_order": "clean_context"}))
     torch.manual_seed(3)
     chunks = model.student_input(real)[1][:, ::CHUNK]
     for row in chunks:  # zeros (clean real context) up to chunk c, then chunk c's drawn t repeated
@@ -144,6 +149,49 @@ def test_causvid_chunk_t_order_nondecreasing_sorts_each_samples_chunk_times():
     assert (chunks[:, 0] == 0).any() and (chunks[:, 0] > 0).any() and (chunks[:, -1] > 0).any()
     with pytest.raises(ValueError, match="chunk_t_order must be one of"):
         build(tiny_config("causvid", chunk_t_order="sorted"))
+
+
+@pytest.mark.parametrize("order", ["independent", "clean_context"])  # the paper's draw; the Toy config's
+def test_causvid_backward_simulation_trains_on_the_students_own_rollout_states(order):
+    real = batch()["real"]
+    model = build(tiny_config("causvid", backward_simulation=True, chunk_t_order=order))
+    with torch.no_grad():  # off the c_skip-only init, so the rollout depends on the weights and the cache
+        for p in model.net.parameters():
+            p.normal_(0.0, 0.3)
+    t_list = torch.tensor([0.999, 0.75, 0.5, 0.25, 0.0], dtype=torch.float64)
+    schedule = model.net.noise_scheduler
+    torch.manual_seed(2)
+    x, t, noise = model.student_input(real)
+    # replay the same random stream: unit noise, per-chunk t, then the rollout (recording each step's input)
+    torch.manual_seed(2)
+    assert torch.equal(torch.randn_like(real), noise)
+    assert torch.equal(order_chunk_times(schedule.sample_t_inhom(B, T, CHUNK, t_list), CHUNK, order).to(t.dtype), t)
+    states = {}
+    final = causal_rollout(model.net, noise, t_list=t_list, on_step=lambda s, i, xx: states.__setitem__((s, i), xx))
+    ids = [[int((t_list == t[b, s]).nonzero()) for s in range(0, T, CHUNK)] for b in range(B)]
+    drawn = {i for row in ids for i in row}
+    assert {0, 4} <= drawn and drawn & {1, 2, 3}  # pure noise, inner steps and clean chunks all drawn
+    for b in range(B):
+        for c, i in enumerate(ids[b]):
+            frames = slice(c * CHUNK, (c + 1) * CHUNK)
+            expected = final[b, :, frames] if i == 4 else states[(c * CHUNK, i)][b]
+            assert torch.equal(x[b, :, frames], expected)
+    # clean chunks are the student's finished AR sample (causal_generate from the same noise and random stream),
+    # pure-noise chunks the scaled noise, as at sampling (not the real video)
+    torch.manual_seed(2)
+    torch.randn_like(real), order_chunk_times(schedule.sample_t_inhom(B, T, CHUNK, t_list), CHUNK, order)
+    sample = causal_generate(model.net, noise, t_list=t_list)
+    tt = t[:, None, :, None, None].expand_as(x)
+    assert torch.equal(x[tt == 0], sample[tt == 0]) and not torch.allclose(x[tt == 0], real[tt == 0])
+    torch.testing.assert_close(x[tt == 0.999], (0.999 * noise)[tt == 0.999], atol=1e-6, rtol=0)
+    # the generator's sample is one block-causal pass on those inputs, with the graph
+    torch.manual_seed(2)
+    gen, _ = model.generate(real, None)
+    assert gen.requires_grad and torch.equal(gen, model.net(x, t, fwd_pred_type="x0"))
+    # off is the method's default (the paper's diffusion forcing on real data, the test above); the Toy config opts in
+    from fastgen.configs.methods.config_causvid import ModelConfig
+
+    assert ModelConfig().backward_simulation is False and ModelConfig().chunk_t_order == "independent"
 
 
 def _forward_log(net):

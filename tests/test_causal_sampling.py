@@ -73,8 +73,9 @@ def test_later_chunks_do_not_change_earlier_ones_and_caches_are_per_tag():
         net(x[:, :, :2], t[:, :2], is_ar=True, cur_start_frame=1)
 
 
-def _manual_rollout(net, noise, t_list, context_noise, seed):
-    """The AR loop of CONTRACTS.md written out by hand (same random stream as causal_generate's generator)."""
+def _manual_rollout(net, noise, t_list, context_noise, seed, states=None):
+    """The AR loop of CONTRACTS.md written out by hand (same random stream as causal_generate's generator);
+    states[(s, i)] = the input of step i of the chunk at frame s."""
     g = torch.Generator().manual_seed(seed)
     b = noise.shape[0]
     net.clear_caches()
@@ -82,6 +83,8 @@ def _manual_rollout(net, noise, t_list, context_noise, seed):
     for s in range(0, noise.shape[2], CHUNK):
         x = noise[:, :, s:s + CHUNK] * float(t_list[0])  # rf: sigma(t) = t
         for i in range(len(t_list) - 1):
+            if states is not None:
+                states[(s, i)] = x
             x0 = net(x, t_list[i].expand(b), is_ar=True, cur_start_frame=s, fwd_pred_type="x0")
             if i < len(t_list) - 2:
                 eps = torch.randn(x.shape, generator=g)
@@ -120,6 +123,13 @@ def test_causal_generate_equals_manual_loop_and_streams_chunks_in_order():
     g3 = causal_generate(cnet, noise[:, :, :FRAMES], cond, t_list=t_list, guidance_scale=3.0,
                          generator=torch.Generator().manual_seed(0))
     assert torch.allclose(plain, g1, atol=1e-6) and (plain - g3).abs().max() > 1e-3
+    # on_step sees every step's input, in order (the trajectory CausVid's backward simulation trains on)
+    steps, ref_states = [], {}
+    causal_rollout(net, noise, t_list=t_list, context_noise=0.1, generator=torch.Generator().manual_seed(5),
+                   on_step=lambda s, i, x: steps.append((s, i, x.clone())))
+    _manual_rollout(net, noise, t_list, 0.1, seed=5, states=ref_states)
+    assert [(s, i) for s, i, _ in steps] == list(ref_states)
+    assert max(float((x - ref_states[(s, i)]).abs().max()) for s, i, x in steps) <= 1e-5
 
 
 def test_rollout_exit_steps_and_gradient_only_at_the_exit_step():

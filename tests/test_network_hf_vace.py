@@ -1,7 +1,7 @@
 """Wan 2.1 VACE through VACEWan: forward == the bare WanVACETransformer3DModel with the same control inputs, teacher
 sampling == WanVACEPipeline (control video + mask, CFG keeping the control), depth control == the Depth-Anything
 model + per-frame normalisation by hand, the training batch's control latents, loading the depth model from a local
-folder, and V2V inference (`--control_video`) to mp4."""
+folder, and V2V inference (`--control_video`, `--control_mask`, `--reference_image`) to mp4."""
 
 import numpy as np
 import pytest
@@ -185,6 +185,13 @@ def v2v(tmp_path_factory):
         pixels = rng.integers(0, 256, (frames, 20, 24, 3), dtype=np.uint8)
         write_bytes_atomic(folder / name, encode_mp4(pixels, fps=8, lossless=True))
     (folder / "broken.mp4").write_bytes(b"not an mp4")
+    mask = np.zeros((10, 16, 16, 3), np.uint8)  # an inpainting mask: a band that grows frame by frame
+    for k in range(10):
+        mask[k, 4:12, :k + 6] = 255
+    write_bytes_atomic(folder / "mask.mp4", encode_mp4(mask, fps=8, lossless=True))
+    Image.fromarray(mask[5, :, :, 0]).save(folder / "mask.png")  # one grey-level image for every frame
+    for name, size in (("ref.png", (16, 16)), ("wide.png", (8, 16))):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / name)
     return folder, cfg, ckpt, config
 
 
@@ -210,8 +217,60 @@ def test_v2v_inference_writes_the_controlled_sample(script, v2v, tmp_path, one_t
     assert not np.array_equal(data.frames, expected_video(config, ckpt, "a cat", 3, control=-control))
 
 
+def test_v2v_inpainting_mask_and_reference_images_equal_the_networks_sample(script, v2v, tmp_path, one_thread):
+    """--control_mask (white = generate: the pipeline's convention) and --reference_image: the script's video equals
+    the student sample with encode_control(video, mask, references) on the same noise (references: extra leading
+    latent frames, dropped), --num_frames frames long."""
+    from test_video_inference import expected_video
+
+    from fastgen.utils.video import read_video
+
+    folder, cfg, ckpt, config = v2v
+    mask = script.read_control_mask(str(folder / "mask.mp4"), 9, 16, 16)
+    expected_mask = torch.zeros(1, 1, 9, 16, 16)
+    for k in range(9):
+        expected_mask[:, :, k, 4:12, :k + 6] = 1
+    assert torch.equal(mask, expected_mask)  # lossless: exactly 0 / 1
+    still = script.read_control_mask(str(folder / "mask.png"), 9, 16, 16)
+    assert torch.equal(still, expected_mask[:, :, 5:6].expand(-1, -1, 9, -1, -1))
+    # references: fitted onto a white canvas of the video size, aspect kept (8x16 -> white bands above and below)
+    wide = Image.open(folder / "wide.png")
+    fitted = script.read_reference_images([str(folder / "wide.png")], script_net(config, ckpt), 16, 16)
+    assert fitted.shape == (1, 1, 3, 16, 16) and fitted[..., :4, :].eq(1).all() and fitted[..., 12:, :].eq(1).all()
+    torch.testing.assert_close(fitted[0, 0, :, 4:12], torch.from_numpy(np.asarray(wide, np.float32)).permute(
+        2, 0, 1) / 127.5 - 1, atol=1e-6, rtol=0)
+
+    control = script.read_control_video(str(folder / "clip.mp4"), 9, 16, 16)
+    base = [f"--config={cfg}", f"--ckpt_path={ckpt}", "--prompt=a cat", "--seeds=3", "--num_steps=1", "--lossless",
+            f"--control_video={folder / 'clip.mp4'}", f"--control_mask={folder / 'mask.mp4'}"]
+    refs = [Image.open(folder / "ref.png"), wide]
+    for name, extra, references in (("mask", [], None), ("refs", [f"--reference_image={folder / 'ref.png'}",
+                                                                   f"--reference_image={folder / 'wide.png'}"], refs)):
+        torch.manual_seed(0)
+        assert run_cli(script.main, [*base, *extra, f"--out_dir={tmp_path / name}"]) == 0
+        frames = read_video(tmp_path / name / "videos" / "000_a-cat_s3.mp4").frames
+        assert frames.shape == (9, 16, 16, 3)  # --num_frames, the reference frames dropped
+        expected = expected_video(config, ckpt, "a cat", 3, control=control, mask=mask, references=references)
+        assert np.array_equal(frames, expected), name
+    assert not np.array_equal(frames, expected_video(config, ckpt, "a cat", 3, control=control, references=refs))
+
+
+def script_net(config, ckpt):
+    from fastgen.export.student import build_student, checkpoint_network_state
+
+    return build_student(config, checkpoint_network_state(ckpt)[0], ckpt)
+
+
 @pytest.mark.parametrize("extra, message", [
     ([], "VACEWan is a video-to-video network: pass --control_video PATH"),
+    (["--control_video=clip.mp4", "--control_mask=short.mp4"], "--control_mask short.mp4 has 5 frames, fewer than "
+                                                               "the 9 asked"),
+    (["--control_video=clip.mp4", "--control_mask=broken.mp4"], "--control_mask broken.mp4 is not a readable image "
+                                                                "or video"),
+    (["--control_video=clip.mp4", "--reference_image=broken.mp4"], "--reference_image broken.mp4 is not a readable "
+                                                                   "image"),
+    (["--control_video=clip.mp4", "--reference_image=ref.png", "--causal"], "--reference_image is not supported "
+                                                                            "with --causal"),
     (["--control_video=short.mp4"], "--control_video short.mp4 has 5 frames, fewer than the 9 asked"),
     (["--control_video=broken.mp4"], "--control_video broken.mp4 is not a readable video"),
     (["--control_video=missing.mp4"], "--control_video missing.mp4 is not a readable video (video file missing.mp4 "

@@ -98,6 +98,20 @@ def test_wan_loads_from_hub_cache_with_local_files_only(wan, tmp_path, monkeypat
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert loaded.scheduler_config["flow_shift"] == 5.0 and loaded.net_pred_type == "flow"
     assert torch.equal(loaded.encode_text(PROMPTS)["prompt_embeds"], wan.encode_text(PROMPTS)["prompt_embeds"])
+    # encoders_dtype reads the text encoder's weights in bf16 (the VAE stays fp32 unless named); the denoiser and
+    # its state_dict are untouched, and the bf16 embeddings are the fp32 ones rounded
+    half = Wan(model_id=model_id, enable_preprocessors=True, encoders_dtype="bfloat16")
+    assert half.encoders["text_encoder"].dtype == torch.bfloat16 and half.encoders["vae"].dtype == torch.float32
+    assert all(torch.equal(v, sb[k]) for k, v in half.state_dict().items())
+    ref, emb = wan.encode_text(PROMPTS)["prompt_embeds"], half.encode_text(PROMPTS)["prompt_embeds"]
+    assert emb.dtype == torch.bfloat16 and 0 < (emb.float() - ref).abs().max() <= 0.02 * ref.abs().max()
+    x, t = torch.randn(2, 4, 5, 8, 8), torch.full((2,), 0.5, dtype=torch.float64)
+    with torch.no_grad():  # bf16 conditions reach the fp32 denoiser cast to its dtype
+        torch.testing.assert_close(half(x, t, {"prompt_embeds": emb}), wan(x, t, {"prompt_embeds": emb.float()}))
+    vae16 = Wan(model_id=model_id, enable_preprocessors=True, encoders_dtype={"vae": "bfloat16"})
+    assert vae16.encoders["vae"].dtype == torch.bfloat16 and vae16.encoders["text_encoder"].dtype == torch.float32
+    with pytest.raises(ValueError, match="encoders_dtype: 'bf16' for 'text_encoder' is not a torch floating dtype"):
+        Wan(model_id=model_id, encoders_dtype="bf16")
 
 
 def test_wan_preprocess_batch_encodes_pixel_videos_and_prompts(wan):
@@ -192,6 +206,16 @@ def test_wan_i2v_image_condition_forward_and_sampling_equal_pipeline(wan_i2v):
     # an explicit t_list (first-order steps) also keeps the image parts in CFG's negative
     euler = wan_i2v.sample(noise, cond, neg_condition=["", ""], guidance_scale=5.0, t_list=[0.999, 0.5, 0.0])
     assert (euler - noise).abs().max() > 0.1
+
+
+def test_wan_i2v_bf16_image_encoder_gives_the_rounded_image_embeddings(wan_i2v):
+    half = tiny_net("wan_i2v", seed=8, encoders_dtype="bfloat16")
+    assert half.encoders["image_encoder"].dtype == torch.bfloat16 and half.encoders["vae"].dtype == torch.float32
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    ref, got = wan_i2v.encode_image_condition(image, 9), half.encode_image_condition(image, 9)
+    assert torch.equal(got["first_frame_cond"], ref["first_frame_cond"])  # the fp32 VAE's latents
+    err = (got["image_embeds"].float() - ref["image_embeds"]).abs().max()
+    assert 0 < err <= 0.03 * ref["image_embeds"].abs().max()
 
 
 def test_wan_i2v_preprocess_batch_adds_the_first_frame_condition(wan_i2v):

@@ -122,6 +122,7 @@ def test_scm_on_gmm_oracle_moves_one_step_samples_to_data(tmp_path, monkeypatch,
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     config = config_scm.create_config()
     config.model.loss_config.use_cd = use_cd
+    config.dataloader_train.batch_size = 256  # a test-sized batch (the config's 1024 is for the oracle's seeds)
     _, before, after = train_toy(config, tmp_path)
     print(f"sCM use_cd={use_cd}: 1-step sliced W2 {before:.4f} -> {after:.4f}")
     assert after * 2 < before, (before, after)

@@ -176,6 +176,16 @@ TINY_NET = dict(img_resolution=8, model_channels=16, channel_mult=[1, 2], num_bl
 def edm_model(method: str, one_level: bool = False, **model):
     """A method on the tiny EDM net (CIFAR-shaped config, 8x8 images) with model-config overrides; `one_level`:
     a single resolution without attention (fewer ops to trace for the compile tests)."""
+    config = edm_config(method, one_level, **model)
+    torch.manual_seed(0)
+    built = instantiate(config.model_class, config=config.model)
+    built.on_train_begin()
+    built.init_optimizers()
+    return built
+
+
+def edm_config(method: str, one_level: bool = False, **model):
+    """The config `edm_model` builds from (the FSDP2 compile test shards before `on_train_begin`)."""
     config = importlib.import_module(f"fastgen.configs.methods.config_{method}").create_config()
     m = config.model
     net = {**TINY_NET, "channel_mult": [1], "attn_resolutions": []} if one_level else TINY_NET
@@ -187,11 +197,7 @@ def edm_model(method: str, one_level: bool = False, **model):
     m.input_shape, m.device = [3, 8, 8], "cpu"
     for key, value in model.items():
         setattr(m, key, value)
-    torch.manual_seed(0)
-    built = instantiate(config.model_class, config=m)
-    built.on_train_begin()
-    built.init_optimizers()
-    return built
+    return config
 
 
 def edm_batch(n=4):

@@ -32,6 +32,13 @@ def test_method_config_defaults():
                                                                          "ema": "ema"}
 
 
+def test_toy_tcm_reads_time_like_the_stage1_cm_it_loads():
+    # stage 2 loads the stage-1 CM's weights: a different time input would silently reinterpret them
+    cm, tcm = config_cm.create_config().model.net, config_tcm.create_config().model.net
+    assert (cm.time_label, cm.max_time_freq) == ("trigflow", 1.0)
+    assert (tcm.time_label, tcm.max_time_freq) == (cm.time_label, cm.max_time_freq)
+
+
 def test_route_by_time_sends_each_sample_to_its_network():
     x = torch.ones(4, 3)
     t = torch.tensor([1.0, 1.5, 2.5, 3.0], dtype=torch.float64)

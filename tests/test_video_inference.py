@@ -42,24 +42,29 @@ def student(tmp_path, family):
     return write_config(tmp_path, "dmd2", family), str(ckpt), config
 
 
-def expected_video(config, ckpt, prompt, seed, image=None, control=None):
+def expected_video(config, ckpt, prompt, seed, image=None, control=None, mask=None, references=None):
     """The 1-step student sample of (prompt, seed) decoded by the network's VAE, as uint8 [T, H, W, 3] (encoders
-    built like the script's: the same global seed before the build); I2V's image, V2V's control video."""
+    built like the script's: the same global seed before the build); I2V's image, V2V's control video, mask and
+    reference images (PIL, fitted by the network; R extra leading latent frames, in the noise, dropped before
+    decoding)."""
     from fastgen.export.student import build_student, checkpoint_network_state
 
     torch.manual_seed(0)
     net = build_student(config, checkpoint_network_state(ckpt)[0], ckpt)
-    noise = torch.randn((4, 5, 8, 8), generator=torch.Generator().manual_seed(seed))[None]
+    refs = None if references is None else net.fit_reference_images(references, 16, 16)
+    extra = 0 if refs is None else refs.shape[1]
+    noise = torch.randn((4, 5 + extra, 8, 8), generator=torch.Generator().manual_seed(seed))[None]
     t = torch.as_tensor(list(config.model.sample_t_cfg.t_list or net.noise_scheduler.get_t_list(1)),
                         dtype=torch.float64)[:1]
-    x = noise * net.noise_scheduler.sigma(t).float().view(1, 1, 1, 1, 1)
+    x = net.noise_scheduler.latents(noise, t)  # noise * sigma(t) in float64, as the student sampler starts
     with torch.no_grad():
         cond = net.encode_text([prompt])
         if image is not None:
             cond.update(net.encode_image_condition(image, 9))
         if control is not None:
-            cond["control_hidden_states"] = net.encode_control(control)
-        video = net.decode_latents(net(x, t, condition=cond, fwd_pred_type="x0")).clamp(-1, 1)[0]
+            cond["control_hidden_states"] = net.encode_control(control, mask, refs)
+        x0 = net(x, t, condition=cond, fwd_pred_type="x0")[:, :, extra:]
+        video = net.decode_latents(x0).clamp(-1, 1)[0]
     return video_to_uint8(video, "CTHW")
 
 
@@ -123,6 +128,8 @@ def test_i2v_conditions_on_the_image(script, tmp_path, one_thread):
     ("wan", ["--prompts=missing.txt"], "--prompts missing.txt does not exist"),
     ("wan", ["--prompts=empty.txt"], "--prompts empty.txt holds no prompt"),
     ("wan", ["--image=first.png"], "--image needs an image-to-video network (WanI2V)"),
+    ("wan", ["--control_mask=first.png"], "--control_mask needs a VACE network (VACEWan); Wan takes no control"),
+    ("wan", ["--reference_image=first.png"], "--reference_image needs a VACE network (VACEWan)"),
     ("wan_i2v", [], "WanI2V is an image-to-video network: pass --image PATH"),
     ("wan_i2v", ["--image=broken.png"], "--image broken.png is not a readable image"),
 ])

@@ -111,6 +111,11 @@ class CompileConfig(ConfigNode):
     `compile_cache/` folder (unless TORCHINDUCTOR_CACHE_DIR is exported), so a resumed run reuses it. Checkpoint
     keys are unchanged (Module.compile). Works under DDP and FSDP2 (compiled after sharding, before DDP wraps);
     details in fastgen/methods/README.md, "torch.compile with DDP, FSDP2, EMA, checkpoints and the cache".
+    per_block: compile each block of the network's `fsdp_units()` (the blocks FSDP2 shards and activation
+    checkpointing wraps) instead of the whole network. None (default): per block exactly for the networks FSDP2
+    shards (a whole-network graph breaks at every sharded block's hooks), whole otherwise; True: per block wherever
+    the network has blocks (identical blocks then share one compiled graph: shorter compiles for deep transformers);
+    False: always whole.
     """
 
     networks: list[str] = attrs.Factory(list)
@@ -118,6 +123,7 @@ class CompileConfig(ConfigNode):
     backend: str = "inductor"  # any torch.compile backend ("aot_eager" traces without code generation)
     dynamic: Optional[bool] = None
     fullgraph: bool = False
+    per_block: Optional[bool] = None
 
 
 @attrs.define(slots=False)

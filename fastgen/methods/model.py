@@ -394,13 +394,21 @@ class FastGenModel(nn.Module):
                 if not name.startswith("ema") and hasattr(module, "enable_activation_checkpointing"):
                     count = module.enable_activation_checkpointing()
                     logger.info(f"activation checkpointing: {count} blocks of '{name}'")
-        self.compile_networks()
+        self.compile_networks(is_fsdp)
 
-    def compile_networks(self) -> None:
-        """torch.compile (Module.compile: state_dict keys unchanged, no `_orig_mod`) of model.compile.networks."""
+    def compile_networks(self, is_fsdp: bool = False) -> None:
+        """torch.compile of model.compile.networks, whole (`nn.Module.compile`) or block by block
+        (`fastgen.utils.compile.compile_blocks` on the network's `fsdp_units()`); state_dict keys unchanged either way
+        (no `_orig_mod`). `compile.per_block=None` compiles per block exactly the networks FSDP2 sharded per block
+        (whole-network graphs would break at every sharded block's hooks); True/False force it either way."""
+        from fastgen.utils.compile import compile_blocks
+
         compile_cfg = getattr(self.config, "compile", None)
         names = list(getattr(compile_cfg, "networks", None) or [])
         available = self.step_networks()
+        sharded = set(self.fsdp_dict) if is_fsdp else set()
+        per_block = getattr(compile_cfg, "per_block", None)
+        done = []
         for name in names:
             if name not in available or name.startswith("ema"):
                 raise ValueError(f"model.compile.networks names {name!r}; this method's networks are "
@@ -408,9 +416,15 @@ class FastGenModel(nn.Module):
             kwargs = {"backend": compile_cfg.backend, "dynamic": compile_cfg.dynamic, "fullgraph": compile_cfg.fullgraph}
             if compile_cfg.mode is not None:
                 kwargs["mode"] = compile_cfg.mode
-            available[name].compile(**kwargs)
+            module = available[name]
+            units = module.fsdp_units() if callable(getattr(module, "fsdp_units", None)) else []
+            if units and (per_block if per_block is not None else name in sharded):
+                done.append(f"{name} ({compile_blocks(units, **kwargs)} blocks)")
+            else:
+                module.compile(**kwargs)
+                done.append(name)
         if names:
-            logger.info(f"torch.compile ({compile_cfg.backend}, mode={compile_cfg.mode}): {', '.join(names)}")
+            logger.info(f"torch.compile ({compile_cfg.backend}, mode={compile_cfg.mode}): {', '.join(done)}")
         if "net" in names and self.uses_forward_ad():
             logger.warning("model.compile: the torch.func.jvp pass of 'net' runs eagerly (TorchDynamo does not trace "
                            "forward-mode AD); its other passes are compiled")

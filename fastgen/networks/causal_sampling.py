@@ -52,12 +52,15 @@ def causal_rollout(net, noise: torch.Tensor, condition: Any = None, t_list=None,
                    on_chunk: Callable[[int, torch.Tensor], None] | None = None,
                    exit_steps: Sequence[int] | torch.Tensor | None = None,
                    grad_chunk: Callable[[int], bool] | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None,
+                   on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """The AR rollout of the module docstring; returns the x0 video like `noise`.
 
     exit_steps[c]: index (into t_list[:-1]) of chunk c's last denoising step (None = every step). grad_chunk(s):
     whether chunk starting at frame s keeps the graph of its exit step (None = never); every other network call
-    runs under no_grad, so gradients reach the weights only through exit steps.
+    runs under no_grad, so gradients reach the weights only through exit steps. on_step(start_frame, i, x) sees
+    each step's input x (the chunk's state at t_list[i]) before the network call: the student's own trajectory,
+    which CausVid's backward simulation trains on.
     """
     net.check_chunked(noise.shape[2])
     t_list = causal_t_list(net, t_list).to(noise.device)
@@ -84,6 +87,8 @@ def causal_rollout(net, noise: torch.Tensor, condition: Any = None, t_list=None,
         for i in range(exit_steps[c] + 1):
             t = t_list[i].expand(batch)
             is_exit = i == exit_steps[c]
+            if on_step is not None:
+                on_step(start, i, x.detach())
             with contextlib.nullcontext() if (is_exit and with_grad) else torch.no_grad():
                 x0 = _guided_x0(net, x, t, condition, neg_condition, guidance_scale, start, store_kv=False)
             if not is_exit:

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", nargs="?", const="default", default=None,
                         help="torch.compile the network first (optional mode, e.g. max-autotune); the first batch "
                              "pays the compile time, so time several batches")
+    parser.add_argument("--compile_backend", default="inductor",
+                        help="torch.compile backend with --compile (default inductor; aot_eager: no code generation)")
     parser.add_argument("--no_individual", action="store_true", help="write only grid.png, not one PNG per sample")
     parser.add_argument("--log_level", default="INFO", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="default INFO")
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(base, "encoders", None) is not None:
         base.encoders.to(device)
     if args.compile:  # the 1-step / few-step path compiled (Module.compile: weights and names unchanged)
-        base.compile(mode=args.compile)
+        base.compile(backend=args.compile_backend, **({} if args.compile == "default" else {"mode": args.compile}))
     text_net = callable(getattr(net, "encode_text", None))
     out_dir = args.out_dir or os.path.join(config.log_config.save_path, "inference")
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)

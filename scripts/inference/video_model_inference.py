@@ -8,14 +8,20 @@
 Text-to-video (Wan, CogVideoX), image-to-video (`--image PATH` with a WanI2V network: the image is resized to the
 video size and becomes the first frame's condition) and video-to-video (`--control_video PATH` with a VACEWan
 network: the first --num_frames frames of the video, resized to the video size, become the control video -- or, with
-the network's control_type="depth", the video its depth maps are computed from). The network and its sampler come
+the network's control_type="depth", the video its depth maps are computed from). VACE's other uses, as in diffusers'
+WanVACEPipeline: inpainting / outpainting with `--control_mask PATH` (a mask video read like the control video, or one
+image for every frame; white = generate, black = keep the control video's pixels) and subject references with
+`--reference_image PATH` (repeatable: each fitted onto a white canvas of the video size, aspect kept; they become
+extra leading latent frames that are sampled along and dropped before decoding). The network and its sampler come
 as in image_model_inference.py (shared code in fastgen/inference.py): the few-step student sampler for distilled
-students, the network's own (shipped-scheduler) sampling for SFT configs. Frames and size default to the config's latent `model.input_shape` [C, T, H, W] times
-the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal factor) and the size a multiple of
-VAE factor x patch size, checked before anything is sampled or written.
+students, the network's own (shipped-scheduler) sampling for SFT configs. Frames and size default to the config's
+latent `model.input_shape` [C, T, H, W] times the VAE factors; a frame count must be (T-1)*f+1 (f: the VAE's temporal
+factor) and the size a multiple of VAE factor x patch size, checked before anything is sampled or written.
 Outputs: `<out_dir>/videos/<prompt index>_<prompt words>_s<seed>.mp4` and `<out_dir>/contact_sheet.png`.
-`--causal` (causal networks, e.g. CausalWan): streaming generation chunk by chunk with the KV cache, each chunk's
-frames written to the mp4 as soon as it is done; `--num_frames` past the training length uses a rolling cache window
+`--causal` (causal networks: CausalWan, CausalWanI2V / CausalWan22I2V with --image, CausalVACEWan with
+--control_video [--control_mask]; --reference_image is refused there, see check_inputs): streaming generation chunk
+by chunk with the KV cache, each chunk generated with its part of the condition above and its frames written to the
+mp4 as soon as it is done; `--num_frames` past the training length uses a rolling cache window
 (fastgen/inference_causal.py).
 """
 
@@ -27,7 +33,8 @@ import sys
 import time
 
 SCRIPT_USAGE = ("python scripts/inference/video_model_inference.py --config=PATH [--ckpt_path=PATH] "
-                "(--prompt=TEXT | --prompts=FILE) [--image=PATH | --control_video=PATH] [options] - key=value ...")
+                "(--prompt=TEXT | --prompts=FILE) [--image=PATH | --control_video=PATH [--control_mask=PATH] "
+                "[--reference_image=PATH ...]] [options] - key=value ...")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image", default=None, help="image-to-video: the first frame (WanI2V networks)")
     parser.add_argument("--control_video", default=None,
                         help="video-to-video: the control video, or the video to take depth from (VACEWan networks)")
+    parser.add_argument("--control_mask", default=None,
+                        help="VACE inpainting: a mask video (its first --num_frames frames) or one image for every "
+                             "frame, resized to the video size; grey level / 255 is the mask (WanVACEPipeline's "
+                             "convention): white (1) = generate, black (0) = keep the --control_video pixels")
+    parser.add_argument("--reference_image", action="append", default=None, metavar="PATH",
+                        help="VACE reference image (repeatable): e.g. the subject to put into the video; fitted onto "
+                             "a white canvas of the video size (aspect kept), as WanVACEPipeline does; not with "
+                             "--causal")
     parser.add_argument("--seeds", default=None, help="noise seeds, e.g. '0,5,7' or '0-3' (default: --seed)")
     parser.add_argument("--seed", type=int, default=0, help="the seed when --seeds is not given")
     parser.add_argument("--num_steps", type=int, default=None, help="default model.student_sample_steps")
     parser.add_argument("--sampler_type", default="auto", choices=("auto", "student", "teacher"),
-                        help="auto: the network's own sampling for SFT configs, the few-step student otherwise")
+                        help="auto: the network's own sampling for SFT configs (with --causal: CFG at "
+                             "model.guidance_scale), the few-step student otherwise")
     parser.add_argument("--guidance_scale", type=float, default=None, help="classifier-free guidance")
     parser.add_argument("--causal", action="store_true",
                         help="stream chunk by chunk through a causal network's KV cache (frames written per chunk)")
@@ -101,43 +117,89 @@ def video_geometry(args: argparse.Namespace, config, net) -> tuple[tuple[int, ..
     return (shape[0], latent_frames, height // spatial, width // spatial), frames, height, width
 
 
-def read_image(path: str, height: int, width: int):
-    """The --image file as [1, 3, H, W] in [-1, 1], resized to the video size."""
-    import numpy as np
-    import torch
+def open_image(path: str, flag: str = "--image"):
+    """The image file as an RGB PIL image, or one line naming the flag and the file."""
     from PIL import Image, UnidentifiedImageError
 
     from fastgen.cli import UsageError
 
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB").resize((width, height), Image.BICUBIC), dtype=np.float32)
+            return image.convert("RGB")
     except (OSError, UnidentifiedImageError) as error:
-        raise UsageError(f"--image {path} is not a readable image ({error.__class__.__name__}); pass a PNG/JPEG "
+        raise UsageError(f"{flag} {path} is not a readable image ({error.__class__.__name__}); pass a PNG/JPEG "
                          "file") from None
+
+
+def resize_frames(frames, height: int, width: int, mode: str = "RGB"):
+    """uint8 frames [F, h, w, 3] -> float32 [F, H, W, channels of mode] in [0, 255], each resized (bicubic)."""
+    import numpy as np
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(f).convert(mode).resize((width, height), Image.BICUBIC),
+                                dtype=np.float32).reshape(height, width, -1) for f in frames])
+
+
+def read_image(path: str, height: int, width: int):
+    """The --image file as [1, 3, H, W] in [-1, 1], resized to the video size."""
+    import numpy as np
+    import torch
+
+    pixels = resize_frames(np.asarray(open_image(path))[None], height, width)[0]
     return torch.from_numpy(pixels).permute(2, 0, 1)[None] / 127.5 - 1
 
 
-def read_control_video(path: str, num_frames: int, height: int, width: int):
-    """The first num_frames frames of the --control_video file as [1, 3, F, H, W] in [-1, 1], each resized to the
-    video size (as --image)."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
+def read_frames(path: str, num_frames: int, flag: str):
+    """The first num_frames frames of a video file, uint8 [F, h, w, 3] (one line naming the flag if it cannot)."""
     from fastgen.cli import UsageError
     from fastgen.utils.video import VideoError, read_video
 
     try:
         frames = read_video(path).frames
     except VideoError as error:
-        raise UsageError(f"--control_video {path} is not a readable video ({error}); pass an mp4 file") from None
+        mask = flag == "--control_mask"
+        noun, hint = ("image or video", "a PNG/JPEG or mp4 file") if mask else ("video", "an mp4 file")
+        raise UsageError(f"{flag} {path} is not a readable {noun} ({error}); pass {hint}") from None
     if len(frames) < num_frames:
-        raise UsageError(f"--control_video {path} has {len(frames)} frames, fewer than the {num_frames} asked: pass "
-                         f"a longer video or --num_frames of at most {len(frames)}")
-    resized = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC), dtype=np.float32)
-                        for f in frames[:num_frames]])
+        raise UsageError(f"{flag} {path} has {len(frames)} frames, fewer than the {num_frames} asked: pass a longer "
+                         f"video or --num_frames of at most {len(frames)}")
+    return frames[:num_frames]
+
+
+def read_control_video(path: str, num_frames: int, height: int, width: int):
+    """The first num_frames frames of the --control_video file as [1, 3, F, H, W] in [-1, 1], each resized to the
+    video size (as --image)."""
+    import torch
+
+    resized = resize_frames(read_frames(path, num_frames, "--control_video"), height, width)
     return torch.from_numpy(resized).permute(3, 0, 1, 2)[None] / 127.5 - 1
+
+
+def read_control_mask(path: str, num_frames: int, height: int, width: int):
+    """The --control_mask file as [1, 1, F, H, W] in [0, 1]: a video read like --control_video, or one still image
+    repeated over the frames; the grey level (PIL's luma of RGB) / 255, so white (1) = generate and black (0) = keep
+    the control video, WanVACEPipeline's convention (it binarises at 0.5 for the control latents and folds the raw
+    values into the mask channels; encode_control does the same)."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:  # a still image (one frame): the same mask for every frame
+        with Image.open(path) as image:
+            still = np.asarray(image.convert("RGB"))[None] if getattr(image, "n_frames", 1) == 1 else None
+    except (OSError, UnidentifiedImageError):
+        still = None
+    if still is not None:
+        mask = np.repeat(resize_frames(still, height, width, mode="L"), num_frames, axis=0)
+    else:
+        mask = resize_frames(read_frames(path, num_frames, "--control_mask"), height, width, mode="L")
+    return torch.from_numpy(mask).permute(3, 0, 1, 2)[None] / 255
+
+
+def read_reference_images(paths: list[str], net, height: int, width: int):
+    """The --reference_image files as [1, R, 3, H, W] in [-1, 1], fitted to the video size by the network
+    (VACEWan.fit_reference_images: the pipeline's white canvas)."""
+    return net.fit_reference_images([open_image(path, "--reference_image") for path in paths], height, width)
 
 
 def check_inputs(args: argparse.Namespace, net) -> None:
@@ -150,6 +212,15 @@ def check_inputs(args: argparse.Namespace, net) -> None:
     if not v2v and args.control_video is not None:
         raise UsageError(f"--control_video (video-to-video) needs a VACE network (VACEWan); {type(net).__name__} "
                          "takes no control video: drop --control_video")
+    for flag, given in (("--control_mask", args.control_mask), ("--reference_image", args.reference_image)):
+        if given is not None and not v2v:
+            raise UsageError(f"{flag} needs a VACE network (VACEWan); {type(net).__name__} takes no control: drop "
+                             f"{flag}")
+    if args.reference_image is not None and args.causal:
+        # references are extra leading latent frames sampled along with the video: in the chunked stream they would
+        # shift the chunk grid the causal student was trained on (without references) and be decoded as frames
+        raise UsageError("--reference_image is not supported with --causal (the causal students are trained and "
+                         "chunked without reference frames): drop --causal or the reference images")
     # a CosmosPredict2 network says per instance (video2world takes --image, text2world does not)
     i2v = bool(getattr(net, "is_image_to_video", callable(getattr(net, "encode_image_condition", None))))
     if i2v and args.image is None:
@@ -190,25 +261,32 @@ def main(argv: list[str] | None = None) -> int:
     shape, frames, height, width = video_geometry(args, config, net)
     image = read_image(args.image, height, width) if args.image is not None else None
     control = None if args.control_video is None else read_control_video(args.control_video, frames, height, width)
+    mask = None if args.control_mask is None else read_control_mask(args.control_mask, frames, height, width)
+    refs = None if args.reference_image is None else read_reference_images(args.reference_image, net, height, width)
+    # VACE references: leading latent frames the noise carries too (as the pipeline draws it), dropped after sampling
+    num_refs = 0 if refs is None else refs.shape[1]
     net.to(device)
     if getattr(net, "encoders", None) is not None:
         net.encoders.to(device)
     if args.causal:
         from fastgen.inference_causal import setup_causal, stream_videos
 
-        t_list, description = setup_causal(config, net, shape[1], args.num_steps)
+        t_list, guidance, description = setup_causal(config, net, shape[1], args.num_steps, args.sampler_type,
+                                                     args.guidance_scale)
     else:
         sample_fn, description = make_text_sampler(config, net, args.sampler_type, args.num_steps, args.guidance_scale)
     # the condition parts beside the prompt, shared by every seed: the I2V first frame or the V2V control latents
     extra_cond = None if image is None else net.encode_image_condition(image.to(device), frames)
     if control is not None:
-        extra_cond = {"control_hidden_states": net.encode_control(control.to(device))}
+        extra_cond = {"control_hidden_states": net.encode_control(
+            control.to(device), None if mask is None else mask.to(device), None if refs is None else refs.to(device))}
     out_dir = args.out_dir or os.path.join(config.log_config.save_path, "inference")
     logger.info(f"{ckpt_path or 'model_id'} ({source}); {len(prompts)} prompt(s) x {len(seeds)} seed(s), {frames} "
                 f"frames {height}x{width} at {args.fps:g} fps -> {out_dir}; {description}")
     tic, videos = time.perf_counter(), []
     for p, prompt in enumerate(tqdm(prompts, desc="prompts", unit="prompt")):
-        noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        noise = torch.stack([torch.randn((shape[0], shape[1] + num_refs, *shape[2:]),
+                                         generator=torch.Generator().manual_seed(s)) for s in seeds])
         condition = net.encode_text([prompt] * len(seeds), device=device)
         if extra_cond is not None:
             condition.update({k: v.expand(len(seeds), *v.shape[1:]) for k, v in extra_cond.items()})
@@ -216,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.causal:
             paths = [os.path.join(out_dir, "videos", f"{p:03d}_{slug(prompt)}_s{s}.mp4") for s in seeds]
             videos.append(stream_videos(config, net, noise.to(device), condition, t_list, paths, args.fps,
-                                        args.lossless, args.guidance_scale, generator))
+                                        args.lossless, guidance, generator))
             continue
-        latents = sample_fn(noise.to(device), condition, generator=generator)
+        latents = sample_fn(noise.to(device), condition, generator=generator)[:, :, num_refs:]
         decoded = net.decode_latents(latents).clamp(-1, 1).float().cpu()
         for s, video in zip(seeds, decoded):
             write_video(os.path.join(out_dir, "videos", f"{p:03d}_{slug(prompt)}_s{s}.mp4"), video, fps=args.fps,

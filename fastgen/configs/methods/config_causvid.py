@@ -16,6 +16,12 @@ class ModelConfig(config_dmd2.ModelConfig):
     # so an earlier chunk is never noisier than a later one) or "clean_context" (clean real chunks before a drawn
     # chunk, its t from there on). See CausVidModel / benchmarks/results/oracle_causal.md for what each measured.
     chunk_t_order: str = "independent"
+    # Backward simulation (DMD2's multi-step fix; the official CausVid code has the switch, off by default): the
+    # student's training input for a chunk at t_c is that chunk's state in the student's own no-grad AR rollout from
+    # noise (clean/context_noise cache of its finished chunks, as at sampling) instead of real data noised to t_c.
+    # With chunk_t_order="clean_context" each trained chunk sees exactly its sampling-time input and context (the
+    # Toy config's pair; results/oracle_causal.md).
+    backward_simulation: bool = False
 
 
 @attrs.define(slots=False)

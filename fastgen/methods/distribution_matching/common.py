@@ -145,8 +145,10 @@ class AdversarialDistillationModel(FastGenModel):
         """The schedule the teacher/critics interpret t in (the teacher's)."""
         return self.teacher.noise_scheduler
 
-    def student_input(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x_student, t_student float64 [B], unit noise z).
+    def student_input(self, real: torch.Tensor, condition: Any = None) -> tuple[torch.Tensor, torch.Tensor,
+                                                                               torch.Tensor]:
+        """(x_student, t_student float64 [B], unit noise z); `condition` serves subclasses that simulate the
+        student's own chain (CausVid's backward simulation).
 
         1 step: x = z sigma(t_0) at t_0 = t_list[0] (max_t by default). Several steps: t_student uniform over
         t_list[:-1]; the first entry gets pure noise as at inference, later entries the data noised to t_student
@@ -167,7 +169,7 @@ class AdversarialDistillationModel(FastGenModel):
 
     def generate(self, real: torch.Tensor, condition: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(gen = G(x_student, t_student) as x0, unit noise z); with gradients iff net requires grad."""
-        x_in, t_student, noise = self.student_input(real)
+        x_in, t_student, noise = self.student_input(real, condition)
         grad = any(p.requires_grad for p in self.net.parameters())
         with contextlib.nullcontext() if grad else torch.no_grad():
             gen = self.gen_data_from_net(self.net, x_in, t_student, condition=condition)

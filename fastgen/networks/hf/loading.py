@@ -11,6 +11,8 @@ import importlib
 import os
 from typing import Any
 
+import torch
+
 from fastgen.utils.env import hf_home, local_files_only
 
 
@@ -39,9 +41,13 @@ def missing_model_message(model_id: str, subfolder: str | None) -> str:
             f"(check the id; a gated model needs `huggingface-cli login`)")
 
 
-def load_component(cls_path: str, model_id: str, subfolder: str | None = None, **kwargs: Any):
-    """`cls.from_pretrained(model_id, subfolder=...)` with our cache dir and LOCAL_FILES_ONLY; one-line errors."""
+def load_component(cls_path: str, model_id: str, subfolder: str | None = None, dtype=None, **kwargs: Any):
+    """`cls.from_pretrained(model_id, subfolder=...)` with our cache dir and LOCAL_FILES_ONLY; one-line errors.
+    `dtype` reads a model's weights in that dtype (diffusers calls it `torch_dtype`, transformers 5 `dtype`);
+    processors and tokenizers have no weights and ignore it."""
     cls = resolve_class(cls_path)
+    if dtype is not None and isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+        kwargs["torch_dtype" if cls.__module__.startswith("diffusers") else "dtype"] = dtype
     if os.path.isdir(model_id):
         path, subfolder_kw = (os.path.join(model_id, subfolder) if subfolder else model_id), {}
         if not os.path.isdir(path):

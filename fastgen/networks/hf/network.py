@@ -8,6 +8,8 @@ are packed into the model's call, its time convention, its feature blocks, its s
 Encoders (VAE, text encoders, tokenizers) are NOT registered submodules: they sit in a frozen holder, so they are
 never in `state_dict()` (never checkpointed), never sharded, not copied into EMA networks (deepcopy shares them),
 not cast by `net.to(dtype)`, and can stay on CPU (`encoders_device="cpu"`) while the denoiser trains elsewhere.
+Their dtype is `encoders_dtype`: they are frozen and only produce conditions, so bf16 text encoders are what the
+model makers run too, and they halve the largest part of a video model's memory (UMT5-XXL is ~22 GB per rank in fp32).
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class HFNetwork(FastGenNetwork):
         component_configs: component name -> config dict; given, everything builds from it (no hub access).
         enable_preprocessors: build the VAE / text encoders now (else on `init_preprocessors()`).
         encoders_device: where encoders run ("cpu" keeps them off the accelerator); None follows the inputs.
+        encoders_dtype: the encoders' dtype (`encoder_dtype`): "bfloat16" for every encoder but the VAE, or a
+            mapping {"text_encoder": "bfloat16", "vae": "float32", ...}; None keeps the checkpoint's / class's.
         enable_logvar_linear: add the small logvar head (sCM's adaptive weighting) on a Fourier embedding of t.
         r_timestep: add MeanFlow's second time r (r_embedding.py: a zero-output copy of the denoiser's time
             embedder, `r_embedder_init="zero"`, adding its embedding of r ("abs") or t - r ("diff",
@@ -97,7 +101,7 @@ class HFNetwork(FastGenNetwork):
 
     def __init__(self, model_id: str, load_pretrained: bool = True, component_configs: dict | None = None,
                  enable_preprocessors: bool = False, encoders_device: str | None = None,
-                 enable_logvar_linear: bool = False, net_pred_type: str | None = None,
+                 encoders_dtype: str | dict | None = None, enable_logvar_linear: bool = False, net_pred_type: str | None = None,
                  schedule_type: str | None = None, r_timestep: bool = False, r_embedder_init: str = "zero",
                  time_cond_type: str = "abs", **kwargs: Any):
         adapter = self.adapter
@@ -113,6 +117,9 @@ class HFNetwork(FastGenNetwork):
         self.model_id, self.load_pretrained = str(model_id), bool(load_pretrained)
         self.component_configs, self.scheduler_config = component_configs, scheduler_config
         self.encoders_device = encoders_device
+        self.encoders_dtype = encoders_dtype
+        for name in adapter.encoder_names:  # a bad dtype name fails at construction, not at the first batch
+            encoder_dtype(encoders_dtype, name)
         self.options = {**adapter.extra_kwargs, **family_kwargs}
         self.denoiser = self._build(adapter.denoiser_name)
         if self._is_in_meta_context():
@@ -141,8 +148,9 @@ class HFNetwork(FastGenNetwork):
     def _class_of(self, name: str) -> tuple[str, str]:
         return self.adapter.components[name]
 
-    def _build(self, name: str):
-        """One component: from component_configs, from its config under the meta device, or from_pretrained."""
+    def _build(self, name: str, dtype: torch.dtype | None = None):
+        """One component: from component_configs, from its config under the meta device, or from_pretrained
+        (read in `dtype` when given, so a large encoder never exists in fp32)."""
         cls_path, subfolder = self._class_of(name)
         if name.startswith("tokenizer"):  # a tokenizer "config" is the spec of tiny.build_tokenizer
             if name in self.component_configs:
@@ -156,7 +164,7 @@ class HFNetwork(FastGenNetwork):
             # the architecture only: random weights, or none at all under the meta device (ranks > 0 of
             # fsdp_meta_init; rank 0 loads and FSDP2 broadcasts its weights)
             return load_architecture(cls_path, self.model_id, subfolder)
-        return load_component(cls_path, self.model_id, subfolder)
+        return load_component(cls_path, self.model_id, subfolder, dtype=dtype)
 
     def init_preprocessors(self) -> None:
         """Build the frozen encoders (VAE, text encoders, tokenizers) once; idempotent.
@@ -167,10 +175,13 @@ class HFNetwork(FastGenNetwork):
         for name in self.adapter.encoder_names:
             if name in self.encoders:
                 continue
+            dtype = encoder_dtype(self.encoders_dtype, name)
             with torch.device("cpu"):
-                comp = self._build(name)
+                comp = self._build(name, dtype)
             if isinstance(comp, nn.Module):
                 comp.eval().requires_grad_(False).to(self.encoders.device)
+                if dtype is not None and getattr(comp, "dtype", None) != dtype:  # (from_pretrained read it so)
+                    comp.to(dtype)  # apart: diffusers' to() warns whenever it is given a dtype
             self.encoders[name] = comp
         if self.encoders_device is not None:
             self.encoders.to(self.encoders_device)
@@ -353,6 +364,25 @@ class HFNetwork(FastGenNetwork):
         from fastgen.networks.hf.tiny import tiny_components
 
         return {"load_pretrained": False, "component_configs": tiny_components(cls.adapter.family)}
+
+
+def encoder_dtype(spec: str | dict | None, name: str) -> torch.dtype | None:
+    """The dtype of encoder `name` under `encoders_dtype`: None keeps what the checkpoint / class gives; a dtype
+    name ("bfloat16") applies to every encoder but the VAE (its latents are the training data: keep them exact
+    unless asked); a mapping {component name: dtype name} sets each one, the VAE included."""
+    if spec is None or name.startswith("tokenizer"):
+        return None
+    if isinstance(spec, str):
+        value = None if name == "vae" else spec
+    else:
+        value = dict(spec).get(name)
+    if value is None:
+        return None
+    dtype = getattr(torch, str(value).removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"encoders_dtype: {value!r} for {name!r} is not a torch floating dtype name "
+                         "(e.g. 'bfloat16', 'float16', 'float32')")
+    return dtype
 
 
 def _fourier(t: torch.Tensor, n: int) -> torch.Tensor:

@@ -11,8 +11,8 @@ The control latents are built exactly as WanVACEPipeline builds them, by calling
 `prepare_masks` (the mask folded 8x8 -> 64 channels on the latent grid). Masks are [B, 1, F, H, W] in [0, 1]
 (1 = generate, the pipeline's white); no mask = all ones (the pipeline's default: the whole video is control).
 Reference images (`encode_control(..., reference_images=)`) become extra leading latent frames of the control, as in
-the pipeline; the latents to sample then carry those frames too (network level only: the training batches and the
-inference script do not take reference images).
+the pipeline; the latents to sample then carry those frames too, dropped before decoding (`fit_reference_images`
+prepares image files as the pipeline does; the inference script's `--reference_image`; training batches take none).
 
 Depth control (`control_type="depth"`): the control video is the per-frame depth map of the input video from a
 Depth-Anything model in `transformers` (DepthAnythingForDepthEstimation + its DPT image processor, loaded from
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from fastgen.networks.hf.loading import load_component
-from fastgen.networks.hf.network import HFNetwork
+from fastgen.networks.hf.network import HFNetwork, encoder_dtype
 from fastgen.networks.hf.video_adapters import PromptOnlyNegative, WanAdapter, WanI2VAdapter
 
 CONTROL_TYPES = ("video", "depth")
@@ -182,12 +182,12 @@ class VACEWan(HFNetwork):
     def depth_control(self) -> bool:
         return self.control_type == "depth"
 
-    def _build(self, name: str):
+    def _build(self, name: str, dtype: torch.dtype | None = None):
         """The depth parts come from depth_model_path (their own repo, no subfolder), always with their weights:
         the annotator is never trained, so a random one would only produce noise."""
         if name not in DEPTH_PARTS or name in self.component_configs:
-            return super()._build(name)
-        return load_component(self._class_of(name)[0], self.depth_model_path)
+            return super()._build(name, dtype)
+        return load_component(self._class_of(name)[0], self.depth_model_path, dtype=dtype)
 
     def init_preprocessors(self) -> None:
         """The base encoders, then (depth control) the depth processor and model, frozen, with real weights on the
@@ -195,10 +195,13 @@ class VACEWan(HFNetwork):
         super().init_preprocessors()
         if not self.depth_control or all(name in self.encoders for name in DEPTH_PARTS):
             return
+        dtype = encoder_dtype(self.encoders_dtype, "depth_model")
         with torch.device("cpu"):
-            processor, model = self._build("depth_processor"), self._build("depth_model")
+            processor, model = self._build("depth_processor"), self._build("depth_model", dtype)
         self.encoders["depth_processor"] = processor
         self.encoders["depth_model"] = model.eval().requires_grad_(False).to(self.encoders.device)
+        if dtype is not None and model.dtype != dtype:
+            model.to(dtype)
 
     @property
     def has_preprocessors(self) -> bool:
@@ -213,13 +216,25 @@ class VACEWan(HFNetwork):
         return self.adapter.depth_video(self, video)
 
     @torch.no_grad()
+    def fit_reference_images(self, images: list, height: int, width: int) -> torch.Tensor:
+        """PIL reference images -> [1, R, 3, height, width] in [-1, 1] for encode_control, by WanVACEPipeline's own
+        preprocessing: each scaled to fit the video size keeping its aspect ratio, centred on a white canvas (as
+        VACE prepares references; a stretched subject would not look like itself)."""
+        self._require_encoders("fit_reference_images")
+        # num_frames=1: without a video the pipeline allocates a zero video of that many frames, unused here
+        fitted = self.pipeline().preprocess_conditions(reference_images=list(images), height=height, width=width,
+                                                       num_frames=1, dtype=torch.float32,
+                                                       device=torch.device("cpu"))[2][0]
+        return torch.stack(fitted)[None]
+
+    @torch.no_grad()
     def encode_control(self, video: torch.Tensor, mask: torch.Tensor | None = None,
                        reference_images: torch.Tensor | None = None) -> torch.Tensor:
         """A video [B, 3, F, H, W] in [-1, 1] (F = (T-1)*4+1, the size of the generated video) and an optional
         mask [B, 1, F, H, W] in [0, 1] -> control_hidden_states (depth control: of the video's depth map).
 
-        Optional reference images [B, R, 3, H, W] in [-1, 1] (already at the video's size: the pipeline's
-        preprocessing fits them onto a white canvas first) become R leading latent frames of the control, as in
+        Optional reference images [B, R, 3, H, W] in [-1, 1] (already at the video's size: fit_reference_images
+        fits image files onto a white canvas, as the pipeline does) become R leading latent frames of the control, as in
         WanVACEPipeline: the latents to denoise then have R extra leading frames too (drop them after sampling)."""
         self._require_encoders("encode_control")
         return self.adapter.encode_control(self, self.control_video(video), mask, reference_images)

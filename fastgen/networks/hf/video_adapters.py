@@ -351,7 +351,8 @@ class WanI2VAdapter(PromptOnlyNegative, WanAdapter):
         # 8-bit pixels, as the pipeline's PIL input reaches the CLIP processor (its resize works on 8-bit images)
         uint8 = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
         pixels = pipe.image_processor(images=list(uint8.permute(0, 2, 3, 1).numpy()), return_tensors="pt").pixel_values
-        hidden = net.encoders["image_encoder"](pixel_values=pixels.to(device), output_hidden_states=True)
+        encoder = net.encoders["image_encoder"]
+        hidden = encoder(pixel_values=pixels.to(device, encoder.dtype), output_hidden_states=True)
         b, _, h, w = images.shape
         f, s = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
         shape = (1, vae.config.z_dim, (num_frames - 1) // f + 1, h // s, w // s)

@@ -6,7 +6,11 @@ Same networks as Toy/config_dmd2.py; the discriminator's logits on generated sam
 f-divergence weight h(r) scales each sample's VSD gradient.
 """
 
-from fastgen.configs.experiments.Toy.config_dmd2 import apply_toy_distribution_matching, toy_teacher_discriminator
+from fastgen.configs.experiments.Toy.config_dmd2 import (
+    apply_toy_distribution_matching,
+    apply_toy_score_distillation_budget,
+    toy_teacher_discriminator,
+)
 from fastgen.configs.methods import config_f_distill
 from fastgen.configs.net import Toy_MLP_Config
 
@@ -19,4 +23,5 @@ def create_config():
     config.model.discriminator = toy_teacher_discriminator()
     config.model.f_distill.f_div = "js"
     config.model.f_distill.ratio_ema_rate = 0.9
+    apply_toy_score_distillation_budget(config)
     return config

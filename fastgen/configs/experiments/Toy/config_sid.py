@@ -12,7 +12,10 @@ score catches up (measured: alpha 1.2 diverges at freq 1 and reaches only ~2.5x 
 generator; alpha 1.0 reaches ~6x with every mode covered).
 """
 
-from fastgen.configs.experiments.Toy.config_dmd2 import apply_toy_distribution_matching
+from fastgen.configs.experiments.Toy.config_dmd2 import (
+    apply_toy_distribution_matching,
+    apply_toy_score_distillation_budget,
+)
 from fastgen.configs.methods import config_sid
 from fastgen.configs.net import Toy_MLP_Config
 
@@ -24,4 +27,5 @@ def create_config():
     config.model.fake_score_net = Toy_MLP_Config
     config.model.discriminator = None
     config.model.sid_alpha = 1.0
+    apply_toy_score_distillation_budget(config)
     return config

@@ -9,7 +9,7 @@ Stage 1 is the Toy CM run; pass its checkpoint (its EMA initialises the student,
 """
 
 from fastgen.configs.callbacks import CTSchedule_CALLBACK
-from fastgen.configs.experiments.Toy.config_cm import apply_toy_consistency_settings
+from fastgen.configs.experiments.Toy.config_cm import apply_toy_consistency_settings, use_trigflow_time
 from fastgen.configs.methods import config_tcm
 
 
@@ -23,4 +23,5 @@ def create_config():
     config.model.sample_t_cfg.min_t = config.model.transition_t
     config.model.net_optimizer.lr = 5e-4
     config.model.student_sample_steps = 1
+    use_trigflow_time(config)  # the stage-1 CM's time input: its weights are loaded into this net
     return config
