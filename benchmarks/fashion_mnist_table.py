@@ -57,6 +57,7 @@ class Method:
 METHODS = {
     "KD": Method("config_kd.py", data="kd_pairs"),
     "DMD2": Method("config_dmd2.py"),
+    "DMD2+GAN": Method("config_dmd2_gan.py"),  # DMD2 paper's GAN on real images (the reference's DMD2 has a GAN)
     "f-distill": Method("config_f_distill.py"),
     "LADD": Method("config_ladd.py"),
     "SiD": Method("config_sid.py"),

@@ -204,8 +204,13 @@ def test_shipped_teacher_matches_its_manifest_and_the_config():
     assert manifest["fid_35nfe"] > 0 and manifest["fid_num_samples"] == 1000
     net = load_teacher_net(path)
     assert sum(p.numel() for p in net.parameters()) == manifest["num_parameters"] == 710865
-    # the DMD2 config distils exactly this file, with no GAN and a 1-step student
-    config = import_config_from_python_file(os.path.join(os.path.dirname(pipeline.STUDENT_CONFIG), "config_dmd2.py"))
-    assert config.model.pretrained_model_path == path
+    # the DMD2 configs distil exactly this file into a 1-step student: the demo's without a GAN, config_dmd2_gan.py
+    # with the paper's GAN on real data (one head on the fake score's bottleneck, 64 channels at 8x8)
+    config = import_config_from_python_file(pipeline.STUDENT_CONFIG)
+    assert config.model.pretrained_model_path == path and config.model.student_sample_steps == 1
     assert config.model.gan_loss_weight_gen == 0 and config.model.discriminator is None
-    assert config.model.student_sample_steps == 1
+    assert pipeline.dmd2_variant(config.model) == "DMD2 (no GAN)"
+    gan = import_config_from_python_file(os.path.join(os.path.dirname(pipeline.STUDENT_CONFIG), "config_dmd2_gan.py"))
+    assert gan.model.pretrained_model_path == path and gan.model.student_sample_steps == 1
+    assert gan.model.discriminator.feature_indices == [2] and gan.model.discriminator.in_channels[2] == 64
+    assert pipeline.dmd2_variant(gan.model) == "DMD2 (GAN on real data, weight 0.01, fake_score features)"

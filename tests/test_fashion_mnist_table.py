@@ -55,7 +55,7 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
 
 
 def test_every_reference_row_is_configured():
-    assert list(table.METHODS) == ["KD", "DMD2", "f-distill", "LADD", "SiD", "CM", "CD", "sCT", "sCD", "TCM",
+    assert list(table.METHODS) == ["KD", "DMD2", "DMD2+GAN", "f-distill", "LADD", "SiD", "CM", "CD", "sCT", "sCD", "TCM",
                                    "MeanFlow"]
     assert table.NOT_CONFIGURED == {}
     from fastgen.demo.pipeline import CONFIG_DIR

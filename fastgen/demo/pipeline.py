@@ -263,7 +263,7 @@ def summarize(args: argparse.Namespace, evaluation: dict, teacher_info: dict, di
                     "weights": teacher_info.get("path"), "sha256": teacher_info.get("sha256"),
                     "source": teacher_info.get("source"), "sft_iterations": teacher_info.get("iterations"),
                     "command": teacher_info.get("command")},
-        "student": {**student, "nfe": 1, "method": "DMD2 (no GAN)", "distill_iterations": iterations,
+        "student": {**student, "nfe": 1, "method": dmd2_variant(distill_config.model), "distill_iterations": iterations,
                     "generator_updates": iterations // freq, "distill_seconds": distill_seconds,
                     "batch_size": int(distill_config.dataloader_train.batch_size)},
         "fid_ratio_student_over_teacher": ratio,
@@ -286,6 +286,15 @@ def summarize(args: argparse.Namespace, evaluation: dict, teacher_info: dict, di
         "command": "python -m fastgen.demo " + " ".join(sys.argv[1:]),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def dmd2_variant(model_config: Any) -> str:
+    """What the distilled student is, as metrics.json names it: DMD2 with or without its GAN term (and where the
+    discriminator reads its features), so overrides like model.gan_loss_weight_gen=0 are visible in the report."""
+    weight = float(model_config.gan_loss_weight_gen)
+    if weight <= 0:
+        return "DMD2 (no GAN)"
+    return f"DMD2 (GAN on real data, weight {weight:g}, {model_config.gan_feature_source} features)"
 
 
 def _device_name() -> str:

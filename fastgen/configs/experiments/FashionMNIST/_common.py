@@ -51,13 +51,22 @@ def fashion_mnist_loader(batch_size: int = 64, split: str = "train"):
 
 
 def fashion_mnist_discriminator(feature_indices=(0, 1, 2)):
-    """GAN heads on the teacher's features (f-distill, LADD): one EDM conv head per resolution level, each keeping
-    its feature's width (16/32/64 channels), strided 4x4 convs down to 4x4, then one logit (~0.2M parameters for
-    the three heads, mostly the 64-channel one). The features come from the teacher's encoder alone
-    (`return_features_early`), so the GAN adds about half a teacher pass per sample."""
+    """GAN heads on the 16/32/64-channel feature levels (32x32, 16x16, 8x8) of the teacher's architecture, i.e. of
+    the frozen teacher (f-distill, LADD) or of DMD2's fake score (same network): one EDM conv head per level, each
+    keeping its feature's width, strided 4x4 convs down to 4x4, then one logit (~0.2M parameters for the three heads,
+    mostly the 64-channel one; 0.13M for the 8x8 one alone). Features come from the encoder alone
+    (`return_features_early`), so a GAN pass costs about half a network pass per sample."""
     return L("fastgen.networks.discriminators.Discriminator_EDM")(
         feature_indices=list(feature_indices), all_res=list(FEATURE_RESOLUTIONS), in_channels=list(FEATURE_CHANNELS),
     )
+
+
+def use_discriminator(model, feature_indices=(0, 1, 2), lr: float = 2e-4) -> None:
+    """`model.discriminator` = `fashion_mnist_discriminator(feature_indices)`, trained by Adam (beta1 = 0) at `lr`
+    without warm-up (what every Fashion-MNIST GAN config shares)."""
+    model.discriminator = fashion_mnist_discriminator(feature_indices)
+    use_adam(model.discriminator_optimizer, lr=lr)
+    model.discriminator_scheduler.warm_up_steps = [0]
 
 
 def use_adam(optimizer, lr: float, betas=(0.0, 0.99)) -> None:

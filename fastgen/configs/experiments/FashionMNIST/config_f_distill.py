@@ -9,7 +9,7 @@ Jensen-Shannon weighting (the paper's best on CIFAR-10; the reference's CIFAR-10
 discriminator Adam lr 2e-4. Not tuned (benchmarks/fashion_mnist_table.py measures it at equal CPU time).
 """
 
-from fastgen.configs.experiments.FashionMNIST._common import fashion_mnist_discriminator, use_adam
+from fastgen.configs.experiments.FashionMNIST._common import use_discriminator
 from fastgen.configs.experiments.FashionMNIST.config_dmd2 import apply_dmd2_settings
 from fastgen.configs.methods import config_f_distill
 
@@ -19,8 +19,6 @@ def create_config():
     apply_dmd2_settings(config, name="f_distill_student")
     model = config.model
     model.gan_loss_weight_gen = 0.01
-    model.discriminator = fashion_mnist_discriminator()
-    use_adam(model.discriminator_optimizer, lr=2e-4)
-    model.discriminator_scheduler.warm_up_steps = [0]
+    use_discriminator(model)
     model.f_distill.f_div = "js"
     return config

@@ -11,8 +11,8 @@ approximate R1 on the real features (weight 0.1), t from EDM's polynomial densit
 
 from fastgen.configs.experiments.FashionMNIST._common import (
     apply_distillation_settings,
-    fashion_mnist_discriminator,
     use_adam,
+    use_discriminator,
 )
 from fastgen.configs.methods import config_ladd
 
@@ -21,14 +21,12 @@ def create_config():
     config = config_ladd.create_config()
     apply_distillation_settings(config, name="ladd_student")
     model = config.model
-    model.discriminator = fashion_mnist_discriminator()
+    use_discriminator(model)
     model.student_update_freq = 2
     model.gan_use_same_t_noise = True
     model.gan_r1_reg_weight = 0.1
     model.guidance_scale = None
     use_adam(model.net_optimizer, lr=5e-5)
-    use_adam(model.discriminator_optimizer, lr=2e-4)
-    model.discriminator_scheduler.warm_up_steps = [0]
     t_cfg = model.sample_t_cfg
     t_cfg.time_dist_type, t_cfg.min_t, t_cfg.max_t = "polynomial", 0.002, 80.0
     return config
