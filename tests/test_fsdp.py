@@ -235,7 +235,7 @@ def _dmd2_worker(rank: int, out_dir: str) -> None:
 def test_dmd2_under_fsdp_shards_every_network_and_resumes_exactly(tmp_path):
     spawn_local(_dmd2_worker, WORLD, args=(str(tmp_path),))
     got = torch.load(tmp_path / "dmd2.pt", weights_only=True)
-    assert sorted(got["full"]) == ["discriminator", "fake_score", "net"]
+    assert sorted(got["full"]) == ["discriminator", "ema", "fake_score", "net"]  # the Toy config samples its EMA
     for name in got["full"]:  # sharded DCP checkpoint at iteration 2, new processes' state: bit-identical on CPU
         assert_close_dicts(got["resumed"][name], got["full"][name], 0.0)
     # all three networks trained (ToyMLP output layers start at exactly zero)

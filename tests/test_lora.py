@@ -38,6 +38,7 @@ def dmd2_config(base_path, **lora):
     config.model.net.hidden_dim = 32
     config.model.pretrained_model_path = base_path
     config.model.lora = LoRAConfig(**{"rank": 4, "target_modules": TOY_TARGETS, **lora})
+    config.model.use_ema = False  # two adapters (student, fake score); an EMA adapter is tested with SFT below
     return config
 
 

@@ -24,8 +24,24 @@ def current_rank() -> int:
         return 0
 
 
+class CurrentStderr:
+    """The default sink: writes to whatever `sys.stderr` is when a message is written, not the stream of the moment
+    `setup_logging` ran, so a later redirection (contextlib.redirect_stderr, a test's capture) is followed and a
+    closed former stream is never written to."""
+
+    def write(self, message: str) -> None:
+        sys.stderr.write(message)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:  # loguru colourises a terminal
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 def setup_logging(level: str = "INFO", rank: int | None = None, sink=None) -> None:
-    """Replace loguru's handlers by one sink at `level`; non-zero ranks stay silent unless level is DEBUG."""
+    """Replace loguru's handlers by one sink at `level` (default: the current stderr); non-zero ranks stay silent
+    unless level is DEBUG."""
     level = level.upper()
     if level not in LOG_LEVELS:
         raise ValueError(f"log level {level!r} is not supported; expected one of {', '.join(LOG_LEVELS)}")
@@ -40,7 +56,7 @@ def setup_logging(level: str = "INFO", rank: int | None = None, sink=None) -> No
 
     logger.configure(patcher=scrub)
     logger.add(
-        sink or sys.stderr,
+        sink or CurrentStderr(),
         level=level,
         format=prefix + "<green>{time:HH:mm:ss}</green> | <level>{level: <8}</level> | {message}",
         colorize=None,
