@@ -32,11 +32,18 @@ NET_CONFIGS = {"sd15": "SD15Config", "flux": "FluxConfig", "wan": "Wan_1_3B_Conf
 INPUT_SHAPES = {"wan": [4, 5, 8, 8], "wan_i2v": [4, 5, 8, 8], "vace_wan": [4, 5, 8, 8]}
 
 
+def config_text(method="dmd2", family="sd15", net=None, input_shape=None, extra: list[str] = ()) -> str:
+    """The experiment file's text: `net` (a name in fastgen.configs.net) defaults to the family's, `extra` are
+    statements run on `config` before it is returned (e.g. a causal net's chunking)."""
+    text = CONFIG_TEMPLATE.format(method=method, net=net or NET_CONFIGS[family], family=family,
+                                  input_shape=input_shape or INPUT_SHAPES.get(family, [4, 8, 8]))
+    return text.replace("    return config", "".join(f"    {line}\n" for line in extra) + "    return config")
+
+
 def write_config(directory, method="dmd2", family="sd15"):
     """config_tiny_<family>_<method>.py in `directory` (a CLI-loadable experiment config); returns its path."""
     path = directory / f"config_tiny_{family}_{method}.py"
-    path.write_text(CONFIG_TEMPLATE.format(method=method, net=NET_CONFIGS[family], family=family,
-                                        input_shape=INPUT_SHAPES.get(family, [4, 8, 8])))
+    path.write_text(config_text(method, family))
     return str(path)
 
 

@@ -169,12 +169,10 @@ def test_video2world_batches_carry_first_frames_and_their_loss_is_zero(v2w):
 
 def _cosmos_config_file(tmp_path, video2world: bool) -> str:
     """A tiny Cosmos-Predict2 DMD2 experiment file (tests/_tiny_sd15.py's template) for the inference script."""
-    from _tiny_sd15 import CONFIG_TEMPLATE
+    from _tiny_sd15 import config_text
 
-    text = CONFIG_TEMPLATE.format(method="dmd2", net="CosmosPredict2_2B_Config", family="cosmos_predict2",
-                                  input_shape=[4, 3, 8, 8])
-    text = text.replace("    return config", f"    config.model.net.is_video2world = {video2world}\n    return config")
-    assert "is_video2world" in text
+    text = config_text("dmd2", "cosmos_predict2", net="CosmosPredict2_2B_Config", input_shape=[4, 3, 8, 8],
+                       extra=[f"config.model.net.is_video2world = {video2world}"])
     path = tmp_path / f"config_cosmos_{video2world}.py"
     path.write_text(text)
     return str(path)

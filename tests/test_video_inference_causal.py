@@ -7,7 +7,6 @@ line with exit 2."""
 from __future__ import annotations
 
 import os
-import textwrap
 
 import numpy as np
 import pytest
@@ -17,27 +16,21 @@ from PIL import Image
 from fastgen.cli import run_cli
 from fastgen.utils.video import read_video, video_to_uint8, write_video
 
-TEMPLATE = textwrap.dedent('''
-    from fastgen.configs.methods import config_{method}
-    from fastgen.configs.net import {net}
-    from fastgen.networks.hf.tiny import tiny_components
+
+def causal_config(method: str, net: str, family: str, chunk: int, frames: int, size: int) -> str:
+    """A tiny causal experiment file (tests/_tiny_sd15.py's template): chunking, a 2-step student grid and CFG 3
+    (SFT: sampling's CFG; CausVid: the teacher's, unused here)."""
+    from _tiny_sd15 import config_text
+
+    return config_text(method, family, net=net, input_shape=[4, frames, size, size], extra=[
+        f"config.model.net.chunk_size, config.model.net.total_num_frames = {chunk}, {frames}",
+        "config.model.sample_t_cfg.t_list = [0.999, 0.5, 0.0]",
+        "config.model.student_sample_steps = 2",
+        "config.model.guidance_scale = 3.0"])
 
 
-    def create_config():
-        config = config_{method}.create_config()
-        config.model.net = {net}
-        config.model.net.load_pretrained = False
-        config.model.net.component_configs = tiny_components("{family}")
-        config.model.net.chunk_size, config.model.net.total_num_frames = {chunk}, {frames}
-        config.model.input_shape = [4, {frames}, {size}, {size}]
-        config.model.sample_t_cfg.t_list = [0.999, 0.5, 0.0]
-        config.model.student_sample_steps = 2
-        config.model.guidance_scale = 3.0  # SFT: sampling's CFG; CausVid: the teacher's (unused here)
-        config.model.device = "cpu"
-        return config
-''')
 # T2V: chunks of 2 of 4 latent frames = 7 pixel frames (tiny VAE: 2x in time)
-CONFIG = TEMPLATE.format(method="causvid", net="CausalWan_1_3B_Config", family="wan", chunk=2, frames=4, size=8)
+CONFIG = causal_config("causvid", "CausalWan_1_3B_Config", "wan", chunk=2, frames=4, size=8)
 # I2V / V2V: the tiny VAE (2x in time) encodes 1 + 4k pixel frames to 1 + 2k latent frames (Wan's encoder reads 4
 # frames at a time), so the image / control latents have an odd frame count: chunks of 1 of 3 latent frames
 CONDITIONED = {  # family: (net config, latent size (Wan 2.2's VAE is 4x in space), conditioning flag, method)
@@ -74,8 +67,7 @@ def student(tmp_path):
 
 def conditioned_student(tmp_path, family: str):
     net, size, _, method = CONDITIONED[family]
-    return write_student(tmp_path, TEMPLATE.format(method=method, net=net, family=family, chunk=1, frames=3,
-                                                   size=size), family)
+    return write_student(tmp_path, causal_config(method, net, family, chunk=1, frames=3, size=size), family)
 
 
 def condition_files(tmp_path, control_frames: int = 9) -> dict:
