@@ -77,7 +77,7 @@ def test_alternation_updates_only_the_active_network():
 def test_toy_ladd_moves_one_step_samples_to_the_mixture(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
     config = config_ladd.create_config()
-    # a test-sized budget: 600 iterations learn the modes (the config's 2000 + EMA sharpen them; benchmarks/oracle.py)
+    # a test-sized budget: 600 iterations learn the modes (the config's 4000 + EMA sharpen them; benchmarks/oracle.py)
     config.trainer.max_iter = config.trainer.save_ckpt_iter = 600
     model, before, after, coverage = train_and_measure(config)
     assert after * 3.0 <= before
