@@ -29,9 +29,9 @@ def create_config():
     # 2 sqrt(||.||^2 + c) for p = 0.5. The MeanFlow identity needs u to be the conditional MEAN of the target over
     # its noise (consistency training regresses onto the per-sample velocity eps - x0). log(.) is not convex in the
     # residual: for a target split between two values the mean is a local MAXIMUM of the expected loss once c is
-    # below their squared half-distance, so u drifts toward whichever target cluster it already favours; in a
-    # 3072-D image the residual's norm concentrates and this barely matters, in 2-D it sets the 1-step map's basins
-    # to the wrong sizes (uneven mode weights). The pseudo-Huber p = 0.5 is convex and still damps outliers.
+    # below their squared half-distance, so u drifts toward whichever target cluster it already favours. In a
+    # 3072-D image the residual's norm concentrates and w is nearly the same for every sample; in 2-D it is not, and
+    # the 1-step map's basins came out the wrong sizes (uneven mode weights). The pseudo-Huber p = 0.5 is convex and still damps outliers.
     # Measured on ring8, 3 seeds (benchmarks/results/oracle_image.md): CT 0.167 -> 0.123 with even per-mode counts,
     # CD 0.123 -> 0.101. c = 0.1 (the method's default) rather than 1e-3: with p = 1 and c = 1e-3 the distilled
     # student stayed blurred and shrunk (CD 0.188).
