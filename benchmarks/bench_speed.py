@@ -19,6 +19,13 @@ Variants (model-config switches, fastgen/methods/README.md "Speed and memory swi
     .venv/bin/python benchmarks/bench_speed.py [--size cifar|tiny] [--methods sft,dmd2,cm,sct]
         [--variants eager,...,all] [--steps 8] [--warmup 2] [--batch 8] [--threads 2] [--device cpu]
         [--backend inductor]   (aot_eager: a quick check of the compiled paths, no code generation)
+        [--profile]            (where a step's time goes instead: see below)
+
+--profile answers "how much faster could this step get?": per (method, variant) the share of the step's CPU time
+in each kind of kernel (convolution, matmul, attention, normalisation, optimizer, the rest) from torch.profiler,
+the step's floating-point work (torch.utils.flop_counter, forward and backward), and the rate the convolution and
+matmul kernels reach against the CPU's fp32 FMA peak (cores x 32 flop/cycle x clock on AVX2: an upper bound). A
+step whose time is mostly GEMM-like kernels near that peak cannot get much faster by anything above the kernels.
 """
 
 from __future__ import annotations
@@ -120,6 +127,9 @@ def child(args) -> None:
     for _ in range(args.warmup * len(kinds)):
         iteration += 1
         step(iteration)
+    if args.profile:  # both DMD2 step kinds alternate inside the profiled steps: one profile of the pair
+        print(json.dumps(profile_steps(step, iteration + 1, args.steps * len(kinds), args.threads, len(kinds))))
+        return
     times = {kind: [] for kind in kinds}
     for _ in range(args.steps * len(kinds)):
         iteration += 1
@@ -130,10 +140,47 @@ def child(args) -> None:
     print(json.dumps({"times": {k: statistics.median(v) for k, v in times.items()}, "peak_mb": peak_mb}))
 
 
+# profiler op name fragments -> kernel kind (first match wins; self times, so a kernel is counted once)
+KINDS = (("convolution", ("convolution", "conv2d", "conv_")), ("matmul", ("addmm", "::mm", "bmm", "linear")),
+         ("attention", ("attention", "sdpa")), ("normalisation", ("group_norm", "layer_norm", "batch_norm")),
+         ("optimizer", ("adam", "_foreach_", "optimizer")))
+
+
+def kernel_kind(name: str) -> str:
+    return next((kind for kind, parts in KINDS if any(p in name.lower() for p in parts)), "other")
+
+
+def profile_steps(step, first_iteration: int, steps: int, threads: int, cycle: int = 1) -> dict:
+    """Kernel-kind shares of `steps` steps' self CPU time, the flops of one step and the GEMM-like kernels' rate.
+    `cycle`: steps of different kinds that alternate (DMD2's critic and generator steps: 2); flops are their mean."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for i in range(cycle):
+            step(first_iteration + i)
+    flops = counter.get_total_flops() / cycle
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        seconds = [step(first_iteration + cycle + i) for i in range(steps)]
+    shares: dict[str, float] = {}
+    for event in prof.key_averages():
+        shares[kernel_kind(event.key)] = shares.get(kernel_kind(event.key), 0.0) + event.self_cpu_time_total
+    total = sum(shares.values())
+    gemm_s = (shares.get("convolution", 0.0) + shares.get("matmul", 0.0)) / 1e6 / steps
+    mhz = max((float(line.split(":")[1]) for line in open("/proc/cpuinfo") if line.startswith("cpu MHz")),
+              default=float("nan"))
+    return {"shares": {k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])},
+            "gflop": flops / 1e9, "step_s": statistics.mean(seconds), "gemm_gflops": flops / 1e9 / gemm_s,
+            "peak_gflops": threads * 32 * mhz / 1e3, "torch": torch.__version__}
+
+
 def run_variant(args, method: str, variant: str) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--_child", "--method", method, "--variant", variant,
            "--size", args.size, "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
-           "--threads", str(args.threads), "--device", args.device, "--backend", args.backend]
+           "--threads", str(args.threads), "--device", args.device, "--backend", args.backend] \
+        + (["--profile"] if args.profile else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": ROOT}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -155,6 +202,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend of the compile variants")
+    parser.add_argument("--profile", action="store_true", help="kernel shares and flop rates instead of the table")
     parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -166,6 +214,9 @@ def main() -> None:
     bad = [m for m in methods if m not in METHODS] + [v for v in variants if v not in VARIANTS]
     if bad:
         parser.error(f"unknown method/variant {bad}; methods: {list(METHODS)}, variants: {list(VARIANTS)}")
+    if args.profile:
+        print_profiles(args, methods, variants)
+        return
     if "eager" not in variants:
         variants = ["eager", *variants]
     print(f"size {args.size}, batch {args.batch}, {args.threads} threads, device {args.device}, compile backend "
@@ -184,6 +235,22 @@ def main() -> None:
                 print(f"| {method} | {kind} | {variant} | {seconds:.3f} | {seconds / base['times'][kind]:.2f} | "
                       f"{res['peak_mb']:.0f} | {res['peak_mb'] / base['peak_mb']:.2f} |", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
+
+
+def print_profiles(args, methods: list, variants: list) -> None:
+    print(f"size {args.size}, batch {args.batch}, {args.threads} threads, profile of {args.steps} steps after "
+          f"{args.warmup} warm-up; load average at start {os.getloadavg()[0]:.1f}")
+    print("| method | variant | step s | GFLOP/step | conv+matmul GFLOP/s | fp32 FMA peak GFLOP/s | self CPU time by "
+          "kernel kind |")
+    print("|---|---|---|---|---|---|---|")
+    for method in methods:
+        for variant in variants:
+            res = run_variant(args, method, variant)
+            if res is None:
+                continue
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in res["shares"].items())
+            print(f"| {method} | {variant} | {res['step_s']:.3f} | {res['gflop']:.1f} | {res['gemm_gflops']:.0f} | "
+                  f"{res['peak_gflops']:.0f} | {shares} |", flush=True)
 
 
 if __name__ == "__main__":

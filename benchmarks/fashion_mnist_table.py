@@ -74,6 +74,7 @@ DEFAULT_KD_PAIRS = 10000
 # one sampling grid for every student (all are EDM networks with the teacher's sigma range; MeanFlow steps along it
 # with its average velocity): 1 step from sigma 80; 2 steps through the Karras midpoint of [0.002, 80] (sigma ~2.5)
 T_LISTS = {1: (80.0, 0.0), 2: (80.0, 2.5, 0.0)}
+CLOCK_WORDS = {"wall": "wall clock", "cpu": "CPU time of the run's process over its torch threads"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"rows to train (default all configured: {' '.join(METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="trainer.seed values (default 0 1 2)")
     parser.add_argument("--minutes", type=float, default=15.0, help="training minutes per run (default 15)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="how --minutes is counted (trainer.max_minutes_clock): 'wall' (default) or 'cpu' (the "
+                             "process's CPU time over --num_threads: equal compute per run on a busy machine)")
     parser.add_argument("--max_iters", type=int, default=None,
                         help="also stop after this many iterations (default: only the time budget)")
     parser.add_argument("--num_fid_samples", type=int, default=5000,
@@ -109,6 +113,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from fastgen.cli import UsageError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the table records the command that made it
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         raise UsageError(f"--methods: unknown {unknown}; configured: {list(METHODS)} (not configured yet: "
@@ -142,16 +147,19 @@ def method_overrides(args, method: str, data_root: str, kd_pairs_path: str | Non
 
 
 def train_one(args, method: str, seed: int, extra: list) -> tuple:
-    """(model, config, minutes) of one run of `method` with trainer.seed=seed under the table's budget."""
+    """(model, config, wall minutes, CPU minutes over the thread count) of one run of `method` with trainer.seed=seed
+    under the table's budget."""
     from fastgen.demo.pipeline import CONFIG_DIR, run_training_stage
 
     max_iter = args.max_iters if args.max_iters is not None else 10**7
     overrides = [f"log_config.name=fashion_mnist_table/{method}_seed{seed}", f"trainer.seed={seed}",
-                 f"trainer.max_minutes={args.minutes}", f"trainer.max_iter={max_iter}",
+                 f"trainer.max_minutes={args.minutes}", f"trainer.max_minutes_clock={args.clock}",
+                 f"trainer.max_iter={max_iter}",
                  f"trainer.save_ckpt_iter={max_iter}", "trainer.logging_iter=100", "trainer.resume=false", *extra]
-    tic = time.perf_counter()
+    tic, cpu_tic = time.perf_counter(), time.process_time()
     model, config = run_training_stage(os.path.join(CONFIG_DIR, METHODS[method].config), overrides, "WARNING")
-    return model, config, (time.perf_counter() - tic) / 60.0
+    return (model, config, (time.perf_counter() - tic) / 60.0,
+            (time.process_time() - cpu_tic) / 60.0 / args.num_threads)
 
 
 def make_kd_pairs(args) -> dict:
@@ -206,7 +214,8 @@ def fid_of(sample_fn, args, common) -> float:
                      seed=args.eval_seed, **common)["fid"]
 
 
-def run_table(args) -> dict:
+def run_table(args, on_run=None) -> dict:
+    """Train and score every (method, seed); `on_run(result)` after each run but the last gets the table so far."""
     import torch
     from loguru import logger
 
@@ -223,7 +232,6 @@ def run_table(args) -> dict:
     feature_net = load_feature_extractor("fmnist")
     common = dict(feature_net=feature_net, ref_stats=load_stats(str(reference_stats_path("test"))),
                   shape=IMAGE_SHAPE)
-    started = time.perf_counter()
     teacher_fid = fid_of(teacher_sampler(load_teacher_net(), args.teacher_nfe), args, common)
     floor = real_data_fid(feature_net, common["ref_stats"], args.num_fid_samples, root=data_root, split="train")
     print(f"[table] teacher ({args.teacher_nfe} NFE) FID {teacher_fid:.2f} | floor ({args.num_fid_samples} real "
@@ -231,36 +239,48 @@ def run_table(args) -> dict:
 
     kd_pairs = make_kd_pairs(args) if any(METHODS[m].data == "kd_pairs" for m in args.methods) else None
     runs, total, checkpoints = [], len(args.methods) * len(args.seeds), {}
+    runs_started = time.perf_counter()
     for method in args.methods:
         for seed in args.seeds:
             init_ckpt, init = stage1_checkpoint(method, seed, checkpoints)
             extra = method_overrides(args, method, data_root, kd_pairs and kd_pairs["path"], init_ckpt)
-            started = time.time()
-            model, config, minutes = train_one(args, method, seed, extra)
-            last = last_checkpoint(config, since=started)
+            run_started = time.time()
+            model, config, minutes, cpu_minutes = train_one(args, method, seed, extra)
+            last = last_checkpoint(config, since=run_started)
             if last is not None:
                 checkpoints[(method, seed)] = last
             fids = {steps: fid_of(sampler_for(method, model, steps, args.eval_seed), args, common) for steps in (1, 2)}
             runs.append({"method": method, "seed": seed, "iterations": last[0] if last else 0, "minutes": minutes,
-                         "fid_1step": fids[1], "fid_2step": fids[2], "init": init})
+                         "cpu_minutes": cpu_minutes, "fid_1step": fids[1], "fid_2step": fids[2], "init": init})
             done = len(runs)
-            eta = (time.perf_counter() - started) / done * (total - done) / 60.0
+            eta = (time.perf_counter() - runs_started) / done * (total - done) / 60.0
             print(f"[table] run {done}/{total}: {method} seed {seed}: {runs[-1]['iterations']} iterations in "
-                  f"{minutes:.1f} min | FID 1 step {fids[1]:.2f}, 2 steps {fids[2]:.2f} | ETA {eta:.0f} min",
-                  flush=True)
+                  f"{minutes:.1f} min ({cpu_minutes:.1f} CPU min per thread) | FID 1 step {fids[1]:.2f}, 2 steps "
+                  f"{fids[2]:.2f} | ETA {eta:.0f} min", flush=True)
+            if on_run is not None and done < total:  # the table so far: hours of runs are never lost to a late crash
+                on_run(table_result(args, teacher_fid, floor, runs, kd_pairs))
+    return table_result(args, teacher_fid, floor, runs, kd_pairs)
+
+
+def table_result(args, teacher_fid: float, floor: float, runs: list, kd_pairs: dict | None) -> dict:
+    """The table's numbers from the runs done so far (rows of methods without a run yet are left out)."""
     rows = {}
     for method in args.methods:
         mine = [r for r in runs if r["method"] == method]
+        if not mine:
+            continue
         rows[method] = {"fid_1step": spread([r["fid_1step"] for r in mine]),
                         "fid_2step": spread([r["fid_2step"] for r in mine]),
                         "minutes": spread([r["minutes"] for r in mine]),
+                        "cpu_minutes": spread([r["cpu_minutes"] for r in mine]),
                         "iterations": spread([r["iterations"] for r in mine]), "seeds": [r["seed"] for r in mine]}
-    return {"teacher": {"fid": teacher_fid, "nfe": args.teacher_nfe}, "floor": floor, "rows": rows, "runs": runs,
+    return {"teacher": {"fid": teacher_fid, "nfe": args.teacher_nfe}, "floor": floor, "rows": rows, "runs": list(runs),
             "kd_pairs": kd_pairs, "not_configured": {m: why for m, why in NOT_CONFIGURED.items()},
-            "settings": {"minutes": args.minutes, "max_iters": args.max_iters, "num_fid_samples": args.num_fid_samples,
+            "complete": len(runs) == len(args.methods) * len(args.seeds),
+            "settings": {"methods": args.methods, "minutes": args.minutes, "clock": args.clock, "max_iters": args.max_iters, "num_fid_samples": args.num_fid_samples,
                          "seeds": args.seeds, "eval_seed": args.eval_seed, "kd_pairs": args.kd_pairs,
                          "t_lists": {str(k): v for k, v in T_LISTS.items()}},
-            "machine": machine_info(), "command": "python benchmarks/fashion_mnist_table.py " + shlex.join(sys.argv[1:]),
+            "machine": machine_info(), "command": "python benchmarks/fashion_mnist_table.py " + shlex.join(args.argv),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -296,18 +316,21 @@ def render(result: dict, note: str = "") -> str:
     lines = ["# Fashion-MNIST: every method distilled from the shipped teacher at equal CPU time", ""]
     if note:
         lines += [f"**{note}**", ""]
+    if not result.get("complete", True):
+        lines += [f"**IN PROGRESS: {len(result['runs'])} of {len(s['seeds']) * len(s['methods'])} runs "
+                  "done; rewritten after each run.**", ""]
     lines += [f"FID ({s['num_fid_samples']} samples, shipped `fmnist-lenet` features, against the test-set "
-              f"statistics); {s['minutes']:g} training minutes per run"
+              f"statistics); {s['minutes']:g} training minutes per run ({CLOCK_WORDS[s.get('clock', 'wall')]})"
               + (f" or {s['max_iters']} iterations" if s["max_iters"] else "") + f"; seeds {s['seeds']}; "
               f"median [min, max] over seeds.", "",
               "| method | FID 1 step (median) | FID 2 steps (median) | 1-step range | 2-step range | iterations "
-              "| train minutes |", "|---|---|---|---|---|---|---|",
+              "| train minutes: wall / CPU per thread |", "|---|---|---|---|---|---|---|",
               f"| teacher | {result['teacher']['fid']:.2f} ({result['teacher']['nfe']} NFE Heun) | - | - | - | - | - |"]
     for name, row in result["rows"].items():
         one, two = row["fid_1step"], row["fid_2step"]
         lines.append(f"| {name} | {one['median']:.2f} | {two['median']:.2f} | [{one['min']:.2f}, {one['max']:.2f}] "
                      f"| [{two['min']:.2f}, {two['max']:.2f}] | {row['iterations']['median']:.0f} "
-                     f"| {row['minutes']['median']:.1f} |")
+                     f"| {row['minutes']['median']:.1f} / {row['cpu_minutes']['median']:.1f} |")
     lines.append(f"| floor (real train images) | {result['floor']:.2f} | - | - | - | - | - |")
     lines += [""] + [f"- {note}" for note in row_notes(result)]
     if result["not_configured"]:
@@ -337,16 +360,22 @@ def row_notes(result: dict) -> list[str]:
     return notes
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    result = run_table(args)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as file:
-        file.write(render(result, args.note))
-    json_path = os.path.splitext(args.out)[0] + ".json"
+def write_table(result: dict, out: str, note: str = "") -> str:
+    """The Markdown table at `out` and its numbers as JSON beside it; returns the JSON's path."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as file:
+        file.write(render(result, note))
+    json_path = os.path.splitext(out)[0] + ".json"
     with open(json_path, "w") as file:
         json.dump(result, file, indent=2)
         file.write("\n")
+    return json_path
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    result = run_table(args, on_run=lambda partial: write_table(partial, args.out, args.note))
+    json_path = write_table(result, args.out, args.note)
     print(f"[table] wrote {args.out} and {json_path}", flush=True)
     return 0
 

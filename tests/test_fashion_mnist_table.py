@@ -21,7 +21,10 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path / "out"))
     data_root = make_idx_dataset(tmp_path / "data", n_train=64, n_test=20)
     out = tmp_path / "table.md"
-    code = table.main(["--methods", "TCM", "CM", "--seeds", "3", "--minutes", "5", "--max_iters", "2",
+    written = []  # every table written: the one after the first run (in progress), then the final one
+    real_write = table.write_table
+    monkeypatch.setattr(table, "write_table", lambda result, *a: written.append(result) or real_write(result, *a))
+    code = table.main(["--methods", "TCM", "CM", "--seeds", "3", "--minutes", "5", "--clock", "cpu", "--max_iters", "2",
                        "--num_fid_samples", "20", "--fid_batch_size", "10", "--teacher_nfe", "2", "--batch_size", "4",
                        "--data_root", data_root, "--num_threads", "1", "--out", str(out), "--note", "test run"])
     assert code == 0
@@ -33,6 +36,12 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     assert [r["init"] for r in result["runs"]] == ["teacher", "CM seed 3 checkpoint (iteration 2)"]
     assert "- TCM starts from: CM seed 3 checkpoint (iteration 2)" in text
     assert result["kd_pairs"] is None and "Not run here" not in text
+    # after run 1 the table so far was written (CM only, marked in progress); the final one is complete
+    assert [list(r["rows"]) for r in written] == [["CM"], ["CM", "TCM"]]
+    assert [r["complete"] for r in written] == [False, True] and "IN PROGRESS" not in text
+    assert "IN PROGRESS: 1 of 2 runs done" in table.render(written[0])
+    assert result["settings"]["clock"] == "cpu" and "(CPU time of the run's process" in text
+    assert result["command"].startswith("python benchmarks/fashion_mnist_table.py --methods TCM CM --seeds 3 ")
 
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| ([^|]+?) \| ([^|]+?) \|", text, re.M)}
     assert list(rows)[1:] == ["teacher", "CM", "TCM", "floor (real train images)"]
@@ -47,6 +56,7 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
             assert math.isfinite(run[key]) and run[key] > 0
             assert row[key] == {"median": run[key], "min": run[key], "max": run[key], "values": [run[key]]}
         assert float(rows[method]) == pytest.approx(row["fid_1step"]["median"], abs=0.005)
+        assert 0 < run["cpu_minutes"] and math.isfinite(run["minutes"])
         line = next(x for x in text.splitlines() if x.startswith(f"| {method} |"))
         assert line.split(" | ")[2] == f"{row['fid_2step']['median']:.2f}"
     # two different students and a teacher: not all the same number

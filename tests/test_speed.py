@@ -279,3 +279,30 @@ def test_compiled_step_equals_eager_and_checkpoints_stay_eager_compatible(method
 def test_compile_names_unknown_networks():
     with pytest.raises(ValueError, match="'fake_score'"):
         edm_model("sft", compile=CompileConfig(networks=["fake_score"], backend="eager"))
+
+
+def test_bench_speed_profile_counts_the_flops_and_splits_the_time(one_thread):
+    """benchmarks/bench_speed.py --profile on a step of one convolution (forward and backward) and one matmul: the
+    flops are the analytic count, the kernel shares sum to 1 with the convolution's share the largest."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import bench_speed
+
+    assert [bench_speed.kernel_kind(n) for n in ("aten::convolution_backward", "aten::addmm", "aten::add_")] == [
+        "convolution", "matmul", "other"]
+    weight = torch.randn(32, 16, 3, 3, requires_grad=True)
+    x, a, b = torch.randn(4, 16, 32, 32), torch.randn(64, 64), torch.randn(64, 64)
+
+    def step(iteration):
+        torch.nn.functional.conv2d(x, weight, padding=1).square().sum().backward()
+        return float((a @ b).sum() * 0 + iteration * 0)
+
+    res = bench_speed.profile_steps(step, 1, steps=2, threads=1)
+    conv_forward = 2 * 4 * 32 * 32 * 32 * 16 * 9  # batch x output pixels x out ch x (in ch x 3 x 3) FMAs x 2
+    # forward + the weight gradient (x needs none) + the 64x64x64 matmul
+    assert res["gflop"] * 1e9 == pytest.approx(2 * conv_forward + 2 * 64**3)
+    assert sum(res["shares"].values()) == pytest.approx(1.0)
+    assert max(res["shares"], key=res["shares"].get) == "convolution" and res["shares"]["matmul"] > 0
+    assert res["gemm_gflops"] > 0 and res["peak_gflops"] > 0

@@ -189,21 +189,25 @@ def test_global_vars_val_runs_one_pass_per_entry(tmp_path, monkeypatch, one_thre
     assert full == trainer.validation_pass(model, 0, {"MAX_VAL_STEPS": 3}) and full != short
 
 
-def test_max_minutes_stops_after_the_iteration_that_reaches_the_budget(tmp_path, monkeypatch, one_thread):
+@pytest.mark.parametrize("kind", ["wall", "cpu"])
+def test_max_minutes_stops_after_the_iteration_that_reaches_the_budget(tmp_path, monkeypatch, one_thread, kind):
     """A fake clock that advances 10 s per iteration: a 0.5-minute budget ends the loop after iteration 3 (elapsed
-    30 s), with a checkpoint there, although max_iter is 50."""
+    30 s), with a checkpoint there, although max_iter is 50. The "cpu" clock is the process's CPU time (one torch
+    thread here, so it is not divided); the other clock stands still, so only the chosen one can stop the run."""
     import fastgen.trainer as trainer_module
 
     monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path))
     clock = {"now": 0.0}
-    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: clock["now"])
+    moving, still = ("perf_counter", "process_time") if kind == "wall" else ("process_time", "perf_counter")
+    monkeypatch.setattr(trainer_module.time, moving, lambda: clock["now"])
+    monkeypatch.setattr(trainer_module.time, still, lambda: 0.0)
 
     class Tick(Recorder):
         def on_training_step_end(self, model, data=None, outputs=None, loss_map=None, iteration=0, **kw):
             clock["now"] += 10.0
             super().on_training_step_end(model, loss_map=loss_map, iteration=iteration)
 
-    config = tiny(config_sft.create_config(), 50, save_ckpt_iter=100, max_minutes=0.5)
+    config = tiny(config_sft.create_config(), 50, save_ckpt_iter=100, max_minutes=0.5, max_minutes_clock=kind)
     config.trainer.callbacks = {"recorder": Tick()}
     torch.manual_seed(0)
     trainer = Trainer(config)

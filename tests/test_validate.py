@@ -38,6 +38,8 @@ def dryrun(overrides, capsys, monkeypatch, tmp_path, world=None):
     (["trainer.validation_iter=0"], "trainer.validation_iter=0 must be a positive integer"),
     (["trainer.max_iter=0"], "trainer.max_iter=0 must be a positive integer"),
     (["trainer.max_iter=-3"], "trainer.max_iter=-3 must be a positive integer"),
+    (["trainer.max_minutes=0"], "trainer.max_minutes=0.0 must be a positive number of minutes or null"),
+    (["trainer.max_minutes_clock=gpu"], "trainer.max_minutes_clock='gpu' is not one of wall, cpu"),
     (["dataloader_train.batch_size=0"], "dataloader_train.batch_size=0 must be a positive integer"),
     (["log_config.wandb_mode=onlin"], "log_config.wandb_mode='onlin' is not one of online, offline, disabled"),
     (["model.net_optimizer.optim_type=sgd"], "model.net_optimizer.optim_type='sgd' is not one of adam, adamw, radam"),
@@ -75,8 +77,10 @@ def test_allowed_values_match_their_users():
     from fastgen.callbacks.wandb import WANDB_MODES
     from fastgen.configs import validate
     from fastgen.methods.model import DEVICE_TYPES
+    from fastgen.trainer import BUDGET_CLOCKS
 
     assert validate.WANDB_MODES == WANDB_MODES and validate.DEVICE_TYPES == DEVICE_TYPES
+    assert validate.BUDGET_CLOCKS == BUDGET_CLOCKS
 
 
 def test_saved_config_yaml_is_a_valid_config(capsys, monkeypatch, tmp_path):

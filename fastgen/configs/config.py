@@ -189,9 +189,12 @@ class BaseTrainerConfig(ConfigNode):
     validation_iter: int = 1000
     logging_iter: int = 1000
     max_iter: int = 1000000
-    # wall-clock budget of one run's training loop: stop (with a checkpoint) after the first iteration that reaches
-    # it, so methods with different step costs can be compared at equal compute (benchmarks/fashion_mnist_table.py)
+    # time budget of one run's training loop: stop (with a checkpoint) after the first iteration that reaches it, so
+    # methods with different step costs can be compared at equal compute (benchmarks/fashion_mnist_table.py)
     max_minutes: Optional[float] = None
+    # how max_minutes is counted: "wall" (elapsed time) or "cpu" (this process's CPU time divided by the torch thread
+    # count: what the budget buys on an idle machine, so runs sharing a busy machine still get equal compute)
+    max_minutes_clock: str = "wall"
     visualize_teacher: bool = False
     seed: int = 0
     val_seed: Optional[int] = None

@@ -18,6 +18,7 @@ from fastgen.utils.lazy import TARGET_KEY, InstantiationError, locate
 
 WANDB_MODES = ("online", "offline", "disabled")  # fastgen.callbacks.wandb.WANDB_MODES (a test keeps them equal)
 DEVICE_TYPES = ("auto", "cpu", "cuda")  # fastgen.methods.model.DEVICE_TYPES (a test keeps them equal)
+BUDGET_CLOCKS = ("wall", "cpu")  # fastgen.trainer.BUDGET_CLOCKS (a test keeps them equal)
 GLOBAL_VARS = ("MAX_VAL_STEPS",)  # what trainer.global_vars / global_vars_val entries may set
 OPTIMIZER_TARGET = "fastgen.configs.opt.get_optimizer"
 # a micro-batch below this fraction of the best possible one is refused (e.g. global 257 / batch 256 -> micro 1)
@@ -36,6 +37,12 @@ def check_trainer(trainer: Any) -> None:
     _positive_int(trainer.grad_accum_rounds, "trainer.grad_accum_rounds")
     if trainer.batch_size_global is not None:
         _positive_int(trainer.batch_size_global, "trainer.batch_size_global", " or null")
+    if trainer.max_minutes is not None and not (isinstance(trainer.max_minutes, (int, float))
+                                                and not isinstance(trainer.max_minutes, bool) and trainer.max_minutes > 0):
+        raise ConfigError(f"trainer.max_minutes={trainer.max_minutes!r} must be a positive number of minutes or null")
+    if trainer.max_minutes_clock not in BUDGET_CLOCKS:
+        raise ConfigError(f"trainer.max_minutes_clock={trainer.max_minutes_clock!r} is not one of "
+                          f"{', '.join(BUDGET_CLOCKS)}")
     for key, entry in [("trainer.global_vars", trainer.global_vars)] + [
         (f"trainer.global_vars_val[{i}]", e) for i, e in enumerate(trainer.global_vars_val or [])
     ]:
