@@ -237,6 +237,34 @@ def test_gan_feature_source_switch_feeds_fake_score_features():
         assert same != gan_trains_f
 
 
+def test_critic_weights_the_discriminator_loss_by_feature_source():
+    """w_D defaults to the DMD2 paper's 1e-2 on fake-score features (the GAN gradient also trains F) and 1 on teacher
+    features; F's gradient is grad(DSM) + w_D grad(GAN), linear in w_D."""
+    def critic(source, **weight):
+        config = toy_config(gan_feature_source=source, **weight)
+        if source == "fake_score":
+            config.model.discriminator = config_dmd2.toy_fake_score_discriminator(num_layers=3, width=32, hidden_dim=16)
+        model = build(config)
+        torch.manual_seed(5)
+        loss_map, _ = model.single_train_step(toy_batch(), 1)
+        loss_map["total_loss"].backward()
+        return loss_map, [zero_if_none(p) for p in model.fake_score.parameters()]
+
+    for source, default in (("teacher", 1.0), ("fake_score", 1e-2)):
+        loss, _ = critic(source)
+        expected = loss["fake_score_loss"] + default * loss["gan_loss_disc"]
+        torch.testing.assert_close(loss["total_loss"].detach(), expected, atol=1e-6, rtol=1e-6)
+    loss, grads = critic("fake_score")
+    _, grads_0 = critic("fake_score", gan_loss_weight_disc=0.0)
+    loss_1, grads_1 = critic("fake_score", gan_loss_weight_disc=1.0)
+    torch.testing.assert_close(loss_1["total_loss"].detach(), loss_1["fake_score_loss"] + loss_1["gan_loss_disc"])
+    assert any(not torch.allclose(a, b) for a, b in zip(grads_1, grads_0))  # the GAN reaches F's encoder
+    for g, g0, g1 in zip(grads, grads_0, grads_1):
+        torch.testing.assert_close(g, g0 + 1e-2 * (g1 - g0), atol=1e-7, rtol=1e-4)
+    with pytest.raises(ValueError, match="gan_loss_weight_disc"):
+        build(toy_config(gan_loss_weight_disc=-1.0))
+
+
 def test_multi_step_student_inputs_follow_t_list():
     config = toy_config(gan_loss_weight_gen=0.0, student_sample_steps=2)
     config.model.sample_t_cfg.t_list = [80.0, 1.0, 0.0]

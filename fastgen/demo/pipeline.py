@@ -291,10 +291,14 @@ def summarize(args: argparse.Namespace, evaluation: dict, teacher_info: dict, di
 def dmd2_variant(model_config: Any) -> str:
     """What the distilled student is, as metrics.json names it: DMD2 with or without its GAN term (and where the
     discriminator reads its features), so overrides like model.gan_loss_weight_gen=0 are visible in the report."""
+    from fastgen.methods.distribution_matching.dmd2 import resolve_disc_loss_weight
+
     weight = float(model_config.gan_loss_weight_gen)
     if weight <= 0:
         return "DMD2 (no GAN)"
-    return f"DMD2 (GAN on real data, weight {weight:g}, {model_config.gan_feature_source} features)"
+    source = model_config.gan_feature_source
+    critic = resolve_disc_loss_weight(getattr(model_config, "gan_loss_weight_disc", None), source)
+    return f"DMD2 (GAN on real data, weight {weight:g}, critic weight {critic:g}, {source} features)"
 
 
 def _device_name() -> str:

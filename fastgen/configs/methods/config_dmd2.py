@@ -35,6 +35,10 @@ class ModelConfig(BaseModelConfig):
     fake_score_dsm_sigma_data: float = 0.5
     fake_score_net: Optional[dict] = None  # fake-score architecture; None: teacher config (else net)
     gan_feature_source: str = "teacher"  # "teacher" | "fake_score": whose features the discriminator heads read
+    # weight of the discriminator loss in the critic step; None: 1 on teacher features (reference), 1e-2 on fake-score
+    # features (DMD2 paper: the classification loss also trains the fake score's encoder, weighted 1e-2 against its
+    # EDM-weighted denoising loss)
+    gan_loss_weight_disc: Optional[float] = None
     gan_r1_reg_weight: float = 0.0
     gan_r1_reg_alpha: float = 0.1
 

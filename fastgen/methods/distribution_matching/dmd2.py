@@ -12,7 +12,10 @@ Algorithm (two time-scale update rule, sec. 4.2): with freq = student_update_fre
       where T_x0 is classifier-free guided: T + (g - 1)(T - T_neg) when guidance_scale is set;
   otherwise -> critic step (x drawn without gradient):
       L_F = || F(x_t, t) - target ||^2 in fake_score_pred_type (denoising score matching on G's samples)
-            + softplus(D(feat(x_t))) + softplus(-D(feat(real_t))) + gan_r1_reg_weight * approx-R1.
+            + w_D [softplus(D(feat(x_t))) + softplus(-D(feat(real_t))) + gan_r1_reg_weight * approx-R1],
+      w_D = gan_loss_weight_disc (None: 1 on teacher features, where it only scales D's own gradients, and 1e-2 on
+      the fake score's features, the paper's classification-loss weight: there the GAN gradient also trains F's
+      encoder, and at weight 1 it outweighs F's denoising loss, so F stops being an accurate fake score).
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ from fastgen.methods.common_loss import (
 )
 from fastgen.methods.distribution_matching.common import AdversarialDistillationModel, check_feature_source
 
+DISC_LOSS_WEIGHT_BY_SOURCE = {"teacher": 1.0, "fake_score": 1e-2}  # paper (ImageNet-64): cls_loss_weight 1e-2
+
+
+def resolve_disc_loss_weight(weight: float | None, feature_source: str) -> float:
+    """The critic step's discriminator-loss weight: `weight` when set (>= 0), else the feature source's default."""
+    if weight is None:
+        return DISC_LOSS_WEIGHT_BY_SOURCE[feature_source]
+    if float(weight) < 0:
+        raise ValueError(f"model.gan_loss_weight_disc must be >= 0 or None (None: 1 on teacher features, 0.01 on "
+                         f"fake-score features); got {weight}")
+    return float(weight)
+
 
 class DMD2Model(AdversarialDistillationModel):
     """Distribution matching distillation with a GAN (see module docstring)."""
@@ -39,7 +54,8 @@ class DMD2Model(AdversarialDistillationModel):
     extra_checkpointed = ("fake_score", "discriminator")
 
     def __init__(self, config: Any):
-        check_feature_source(getattr(config, "gan_feature_source", "teacher"))
+        source = check_feature_source(getattr(config, "gan_feature_source", "teacher"))
+        resolve_disc_loss_weight(getattr(config, "gan_loss_weight_disc", None), source)
         pred_type = config.fake_score_pred_type
         if pred_type is not None and pred_type not in PRED_TYPES:
             raise ValueError(f"model.fake_score_pred_type={pred_type!r} is not supported; expected None or one of "
@@ -160,9 +176,14 @@ class DMD2Model(AdversarialDistillationModel):
         total = dsm
         if gan:
             losses.update(self.discriminator_loss(x_t, t, eps, real, condition, fake_features=features))
-            total = total + losses["gan_loss_disc"]
+            total = total + self.disc_loss_weight * losses["gan_loss_disc"]
         losses["total_loss"] = total
         return losses
+
+    @property
+    def disc_loss_weight(self) -> float:
+        """w_D of the critic step (module docstring): gan_loss_weight_disc, else by feature source."""
+        return resolve_disc_loss_weight(getattr(self.config, "gan_loss_weight_disc", None), self.feature_source)
 
     def critic_step(self, real, condition, neg_condition) -> tuple[dict, dict]:
         gen, noise = self.generate(real, condition)  # net is frozen: drawn without a graph
