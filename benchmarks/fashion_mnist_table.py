@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval_seed", type=int, default=0, help="seed of the evaluation noise (default 0)")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "fashion_mnist_table.md"),
                         help="Markdown table to write (JSON beside it); default benchmarks/results/")
+    parser.add_argument("--combine", nargs="+", metavar="JSON", default=None,
+                        help="train nothing: merge the .json of earlier tables (same budget, FID settings and machine; "
+                             "e.g. one seed per process run side by side) into --out")
     parser.add_argument("--note", default="", help="a line put under the table's title (e.g. 'partial run')")
     return parser
 
@@ -152,7 +155,10 @@ def train_one(args, method: str, seed: int, extra: list) -> tuple:
     from fastgen.demo.pipeline import CONFIG_DIR, run_training_stage
 
     max_iter = args.max_iters if args.max_iters is not None else 10**7
+    # a table seed is the whole run's randomness: the trainer's streams and the data order (the loaders keep their own
+    # shuffle seed, so trainer.seed alone would give KD, whose only randomness is the order, identical runs)
     overrides = [f"log_config.name=fashion_mnist_table/{method}_seed{seed}", f"trainer.seed={seed}",
+                 f"dataloader_train.seed={seed}",
                  f"trainer.max_minutes={args.minutes}", f"trainer.max_minutes_clock={args.clock}",
                  f"trainer.max_iter={max_iter}",
                  f"trainer.save_ckpt_iter={max_iter}", "trainer.logging_iter=100", "trainer.resume=false", *extra]
@@ -262,19 +268,22 @@ def run_table(args, on_run=None) -> dict:
     return table_result(args, teacher_fid, floor, runs, kd_pairs)
 
 
+def rows_of(runs: list) -> dict:
+    """Per method (table order) with at least one run: median and range over its seeds of every number."""
+    rows = {}
+    for method in METHODS:
+        mine = [r for r in runs if r["method"] == method]
+        if mine:
+            rows[method] = {key: spread([r[key] for r in mine])
+                            for key in ("fid_1step", "fid_2step", "minutes", "cpu_minutes", "iterations")}
+            rows[method]["seeds"] = [r["seed"] for r in mine]
+    return rows
+
+
 def table_result(args, teacher_fid: float, floor: float, runs: list, kd_pairs: dict | None) -> dict:
     """The table's numbers from the runs done so far (rows of methods without a run yet are left out)."""
-    rows = {}
-    for method in args.methods:
-        mine = [r for r in runs if r["method"] == method]
-        if not mine:
-            continue
-        rows[method] = {"fid_1step": spread([r["fid_1step"] for r in mine]),
-                        "fid_2step": spread([r["fid_2step"] for r in mine]),
-                        "minutes": spread([r["minutes"] for r in mine]),
-                        "cpu_minutes": spread([r["cpu_minutes"] for r in mine]),
-                        "iterations": spread([r["iterations"] for r in mine]), "seeds": [r["seed"] for r in mine]}
-    return {"teacher": {"fid": teacher_fid, "nfe": args.teacher_nfe}, "floor": floor, "rows": rows, "runs": list(runs),
+    return {"teacher": {"fid": teacher_fid, "nfe": args.teacher_nfe}, "floor": floor, "rows": rows_of(runs),
+            "runs": list(runs),
             "kd_pairs": kd_pairs, "not_configured": {m: why for m, why in NOT_CONFIGURED.items()},
             "complete": len(runs) == len(args.methods) * len(args.seeds),
             "settings": {"methods": args.methods, "minutes": args.minutes, "clock": args.clock, "max_iters": args.max_iters, "num_fid_samples": args.num_fid_samples,
@@ -372,8 +381,48 @@ def write_table(result: dict, out: str, note: str = "") -> str:
     return json_path
 
 
+# settings that must agree for runs of separate invocations to share one table (seeds and methods may differ)
+SHARED_SETTINGS = ("minutes", "clock", "max_iters", "num_fid_samples", "eval_seed", "kd_pairs", "t_lists")
+SAME_MACHINE = ("processor", "cpu_count", "torch_threads", "cpu_capability", "torch")
+
+
+def combine(results: list[dict]) -> dict:
+    """One table from the JSON of several invocations (e.g. seeds run side by side, one thread each): they must share
+    the budget, the FID setup and the machine (so their teacher and floor FIDs are the same numbers)."""
+    from fastgen.cli import UsageError
+
+    first = results[0]
+    for other in results[1:]:
+        differ = [k for k in SHARED_SETTINGS if other["settings"].get(k) != first["settings"].get(k)]
+        differ += [f"machine {k}" for k in SAME_MACHINE if other["machine"][k] != first["machine"][k]]
+        differ += [k for k in ("teacher", "floor") if other[k] != first[k]]
+        if differ:
+            raise UsageError(f"--combine: the tables differ in {differ}; combine only runs of the same budget, FID "
+                             "settings and machine")
+    runs = [run for result in results for run in result["runs"]]
+    keys = [(r["method"], r["seed"]) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise UsageError(f"--combine: a (method, seed) appears twice: {sorted(k for k in set(keys) if keys.count(k) > 1)}")
+    kd_pairs = next((r["kd_pairs"] for r in results if r.get("kd_pairs")), None)
+    methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
+    seeds = sorted({r["seed"] for r in runs})
+    return {**first, "rows": rows_of(runs), "runs": runs, "kd_pairs": kd_pairs,
+            "complete": all(r.get("complete", True) for r in results) and len(runs) == len(methods) * len(seeds),
+            "settings": {**first["settings"], "methods": methods, "seeds": seeds},
+            "command": " ; ".join(r["command"] for r in results),
+            "finished_utc": max(r["finished_utc"] for r in results)}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.combine:
+        results = []
+        for path in args.combine:
+            with open(path) as file:
+                results.append(json.load(file))
+        json_path = write_table(combine(results), args.out, args.note)
+        print(f"[table] combined {len(results)} tables into {args.out} and {json_path}", flush=True)
+        return 0
     result = run_table(args, on_run=lambda partial: write_table(partial, args.out, args.note))
     json_path = write_table(result, args.out, args.note)
     print(f"[table] wrote {args.out} and {json_path}", flush=True)

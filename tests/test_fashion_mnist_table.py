@@ -11,7 +11,10 @@ import re
 import sys
 
 import pytest
+import yaml
 from test_demo import make_idx_dataset
+
+from fastgen.cli import UsageError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 import fashion_mnist_table as table  # noqa: E402
@@ -62,6 +65,31 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     # two different students and a teacher: not all the same number
     assert len({result["teacher"]["fid"], *(r["fid_1step"] for r in result["runs"])}) == 3
     assert result["machine"]["torch_threads"] == 1 and result["machine"]["cpu_capability"]
+    # a table seed is the data order's seed too (KD's only randomness)
+    (saved,) = list((tmp_path / "out").rglob("CM_seed3/config.yaml"))
+    saved_config = yaml.safe_load(saved.read_text())
+    assert saved_config["dataloader_train"]["seed"] == 3 and saved_config["trainer"]["seed"] == 3
+
+    # --combine: the same table again as "seed 4" (other FIDs) merges into one table of both seeds
+    other = json.loads(json.dumps(result))
+    for run in other["runs"]:
+        run["seed"], run["fid_1step"] = 4, run["fid_1step"] + 10.0
+    other_path = tmp_path / "other.json"
+    other_path.write_text(json.dumps(other))
+    combined_md = tmp_path / "combined.md"
+    assert table.main(["--combine", str(out.with_suffix(".json")), str(other_path), "--out", str(combined_md)]) == 0
+    combined = json.loads(combined_md.with_suffix(".json").read_text())
+    cm = [r["fid_1step"] for r in result["runs"] if r["method"] == "CM"][0]
+    assert combined["rows"]["CM"]["fid_1step"] == {"median": cm + 5.0, "min": cm, "max": cm + 10.0,
+                                                   "values": [cm, cm + 10.0]}
+    assert combined["settings"]["seeds"] == [3, 4] and combined["complete"]
+    assert f"| CM | {cm + 5.0:.2f} |" in combined_md.read_text()
+    other["settings"]["minutes"] = 7
+    other_path.write_text(json.dumps(other))
+    with pytest.raises(UsageError, match=r"the tables differ in \['minutes'\]"):
+        table.main(["--combine", str(out.with_suffix(".json")), str(other_path), "--out", str(combined_md)])
+    with pytest.raises(UsageError, match="appears twice"):
+        table.main(["--combine", str(out.with_suffix(".json")), str(out.with_suffix(".json")), "--out", str(combined_md)])
 
 
 def test_every_reference_row_is_configured():
