@@ -204,17 +204,19 @@ def test_fake_score_edm_weighting_weights_the_critic_dsm_per_noise_level():
         build(toy_config(fake_score_dsm_weighting="p2"))
 
 
-def test_gan_feature_source_switch_feeds_fake_score_features():
-    def critic_grads(source):
-        config = toy_config(gan_feature_source=source)
-        if source == "fake_score":
-            config.model.discriminator = config_dmd2.toy_fake_score_discriminator(num_layers=3, width=32, hidden_dim=16)
-        model = build(config)
-        torch.manual_seed(5)
-        loss_map, _ = model.single_train_step(toy_batch(), 1)
-        loss_map["total_loss"].backward()
-        return model, loss_map, [zero_if_none(p) for p in model.fake_score.parameters()]
+def critic_grads(source, **overrides):
+    """(model, loss map, fake-score gradients) of one critic step of the toy DMD2 with the GAN on `source` features."""
+    config = toy_config(gan_feature_source=source, **overrides)
+    if source == "fake_score":
+        config.model.discriminator = config_dmd2.toy_fake_score_discriminator(num_layers=3, width=32, hidden_dim=16)
+    model = build(config)
+    torch.manual_seed(5)
+    loss_map, _ = model.single_train_step(toy_batch(), 1)
+    loss_map["total_loss"].backward()
+    return model, loss_map, [zero_if_none(p) for p in model.fake_score.parameters()]
 
+
+def test_gan_feature_source_switch_feeds_fake_score_features():
     model_t, loss_t, grads_t = critic_grads("teacher")
     model_f, loss_f, grads_f = critic_grads("fake_score")
     # same seeds, same F init: the DSM part is identical, only the discriminator's input differs
@@ -241,14 +243,7 @@ def test_critic_weights_the_discriminator_loss_by_feature_source():
     """w_D defaults to the DMD2 paper's 1e-2 on fake-score features (the GAN gradient also trains F) and 1 on teacher
     features; F's gradient is grad(DSM) + w_D grad(GAN), linear in w_D."""
     def critic(source, **weight):
-        config = toy_config(gan_feature_source=source, **weight)
-        if source == "fake_score":
-            config.model.discriminator = config_dmd2.toy_fake_score_discriminator(num_layers=3, width=32, hidden_dim=16)
-        model = build(config)
-        torch.manual_seed(5)
-        loss_map, _ = model.single_train_step(toy_batch(), 1)
-        loss_map["total_loss"].backward()
-        return loss_map, [zero_if_none(p) for p in model.fake_score.parameters()]
+        return critic_grads(source, **weight)[1:]
 
     for source, default in (("teacher", 1.0), ("fake_score", 1e-2)):
         loss, _ = critic(source)
