@@ -4,9 +4,9 @@
     python benchmarks/fashion_mnist_table.py --methods DMD2 sCT --seeds 0 --minutes 2 --num_fid_samples 1000
 
 Per (method, seed): the method's Fashion-MNIST config (fastgen/configs/experiments/FashionMNIST/) trained through the
-demo's training stage (= train.py) with `trainer.seed=SEED` and `trainer.max_minutes=MINUTES` (stop after the
-iteration that reaches the budget), then the EMA student's FID at 1 and 2 steps on the demo's seeded class-balanced
-noise, against the Fashion-MNIST *test*-set statistics of the shipped feature network. Once per table: the teacher
+demo's training stage (= train.py) with `trainer.seed=SEED`, `dataloader_train.seed=SEED` (the data order) and
+`trainer.max_minutes=MINUTES` (`--clock`: wall or CPU time; stop after the iteration that reaches the budget), then
+the EMA student's FID at 1 and 2 steps on the demo's seeded class-balanced noise, against the Fashion-MNIST *test*-set statistics of the shipped feature network. Once per table: the teacher
 (Heun, --teacher_nfe evaluations) and the floor (as many real *train* images, against the same test statistics).
 A progress line per run; at the end the Markdown table (--out) and its numbers as JSON beside it.
 
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), metavar="NAME",
                         help=f"rows to train (default all configured: {' '.join(METHODS)})")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="trainer.seed values (default 0 1 2)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="run seeds: trainer.seed and dataloader_train.seed (default 0 1 2)")
     parser.add_argument("--minutes", type=float, default=15.0, help="training minutes per run (default 15)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="how --minutes is counted (trainer.max_minutes_clock): 'wall' (default) or 'cpu' (the "
@@ -286,7 +286,8 @@ def table_result(args, teacher_fid: float, floor: float, runs: list, kd_pairs: d
             "runs": list(runs),
             "kd_pairs": kd_pairs, "not_configured": {m: why for m, why in NOT_CONFIGURED.items()},
             "complete": len(runs) == len(args.methods) * len(args.seeds),
-            "settings": {"methods": args.methods, "minutes": args.minutes, "clock": args.clock, "max_iters": args.max_iters, "num_fid_samples": args.num_fid_samples,
+            "settings": {"methods": args.methods, "minutes": args.minutes, "clock": args.clock,
+                         "max_iters": args.max_iters, "num_fid_samples": args.num_fid_samples,
                          "seeds": args.seeds, "eval_seed": args.eval_seed, "kd_pairs": args.kd_pairs,
                          "t_lists": {str(k): v for k, v in T_LISTS.items()}},
             "machine": machine_info(), "command": "python benchmarks/fashion_mnist_table.py " + shlex.join(args.argv),
