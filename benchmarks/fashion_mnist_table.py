@@ -6,8 +6,9 @@
 Per (method, seed): the method's Fashion-MNIST config (fastgen/configs/experiments/FashionMNIST/) trained through the
 demo's training stage (= train.py) with `trainer.seed=SEED`, `dataloader_train.seed=SEED` (the data order) and
 `trainer.max_minutes=MINUTES` (`--clock`: wall or CPU time; stop after the iteration that reaches the budget), then
-the EMA student's FID at 1 and 2 steps on the demo's seeded class-balanced noise, against the Fashion-MNIST *test*-set statistics of the shipped feature network. Once per table: the teacher
-(Heun, --teacher_nfe evaluations) and the floor (as many real *train* images, against the same test statistics).
+the EMA student's FID at 1 and 2 steps on the demo's seeded class-balanced noise, against the Fashion-MNIST
+*test*-set statistics of the shipped feature network. Once per table: the teacher (Heun, --teacher_nfe
+evaluations) and the floor (as many real *train* images, against the same test statistics).
 A progress line per run; at the end the Markdown table (--out) and its numbers as JSON beside it.
 
 Rows with more than a config: KD trains on --kd_pairs (noise, teacher image) pairs, sampled once per table from the
