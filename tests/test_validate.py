@@ -40,6 +40,9 @@ def dryrun(overrides, capsys, monkeypatch, tmp_path, world=None):
     (["trainer.max_iter=-3"], "trainer.max_iter=-3 must be a positive integer"),
     (["trainer.max_minutes=0"], "trainer.max_minutes=0.0 must be a positive number of minutes or null"),
     (["trainer.max_minutes_clock=gpu"], "trainer.max_minutes_clock='gpu' is not one of wall, cpu"),
+    (["model.gan_loss_weight_disc=-1"],
+     "model.gan_loss_weight_disc=-1.0 must be a number >= 0 or null (null: 1 on teacher features, 0.01 on fake-score "
+     "features)"),
     (["dataloader_train.batch_size=0"], "dataloader_train.batch_size=0 must be a positive integer"),
     (["log_config.wandb_mode=onlin"], "log_config.wandb_mode='onlin' is not one of online, offline, disabled"),
     (["model.net_optimizer.optim_type=sgd"], "model.net_optimizer.optim_type='sgd' is not one of adam, adamw, radam"),

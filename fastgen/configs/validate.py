@@ -37,9 +37,9 @@ def check_trainer(trainer: Any) -> None:
     _positive_int(trainer.grad_accum_rounds, "trainer.grad_accum_rounds")
     if trainer.batch_size_global is not None:
         _positive_int(trainer.batch_size_global, "trainer.batch_size_global", " or null")
-    if trainer.max_minutes is not None and not (isinstance(trainer.max_minutes, (int, float))
-                                                and not isinstance(trainer.max_minutes, bool) and trainer.max_minutes > 0):
-        raise ConfigError(f"trainer.max_minutes={trainer.max_minutes!r} must be a positive number of minutes or null")
+    minutes = trainer.max_minutes
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0):
+        raise ConfigError(f"trainer.max_minutes={minutes!r} must be a positive number of minutes or null")
     if trainer.max_minutes_clock not in BUDGET_CLOCKS:
         raise ConfigError(f"trainer.max_minutes_clock={trainer.max_minutes_clock!r} is not one of "
                           f"{', '.join(BUDGET_CLOCKS)}")
@@ -127,6 +127,11 @@ def check_model(model: Any, check_gpu: bool = True) -> None:
         raise ConfigError(f"model.use_ema={use_ema!r} must be true, false or a list of names starting with 'ema' "
                           f"(e.g. [ema, ema_2])")
     check_causal_chunks(model)
+    disc_weight = getattr(model, "gan_loss_weight_disc", None)  # DMD2-family configs only
+    if disc_weight is not None and (isinstance(disc_weight, bool) or not isinstance(disc_weight, (int, float))
+                                    or disc_weight < 0):
+        raise ConfigError(f"model.gan_loss_weight_disc={disc_weight!r} must be a number >= 0 or null (null: 1 on "
+                          "teacher features, 0.01 on fake-score features)")
     if model.skip_layers is not None:
         raise ConfigError(f"model.skip_layers={list(model.skip_layers)!r}: skip-layer guidance is not implemented by "
                           f"any network here (the reference uses it for Wan only); remove the override or set null")
