@@ -18,14 +18,17 @@ from torch import nn
 
 
 def group_norm_groups(channels: int) -> int:
-    """GroupNorm group count: the largest divisor of C that is <= 32 (C > 32), else the largest divisor <= C // 4.
+    """GroupNorm group count: the largest divisor of C that is <= min(32, C // 4), i.e. at least 4 channels per
+    group (EDM's own GroupNorm rule); 32 groups for every width >= 128, as the reference heads have.
 
-    Why not plain "largest divisor <= 32" for small C: it gives one channel per group, and at the heads' 1x1 stage
-    a one-channel group normalises a single number to exactly 0, which kills the head (constant logit, no grad).
+    Why a minimum group width: the heads end on a 1x1 map, where a group normalises only its own channels. One
+    channel per group normalises to exactly 0 (constant logit); two normalise to +-1 whatever the input, and the
+    gradient through them vanishes, so everything below that norm stops learning (measured: the Fashion-MNIST DMD2
+    head on 64 channels at 32 groups stayed at chance, logits ~0 on real and fake after 500 iterations).
     """
     if channels < 1:
         raise ValueError(f"channels must be >= 1; got {channels}")
-    limit = 32 if channels > 32 else max(1, channels // 4)
+    limit = max(1, min(32, channels // 4))
     return max(d for d in range(1, limit + 1) if channels % d == 0)
 
 
