@@ -14,8 +14,9 @@ Trials from the shipped teacher (1-step FID of the EMA, 1000 samples; the teache
 one change from the best so far. At 1500 iterations, on one GPU: freq 3 gave 40.3, freq 2 26.7; at freq 3 halving
 both lrs (46.3), doubling them (47.4) and freq 5 (51.1) were worse. On the CPU, from freq 2: fake-score EDM
 weighting 22.5, then fake-score lr 8e-4 18.3 (1.6e-3: 25.1); worse were a linear lr decay to 0.1x (41.0), a GAN on
-teacher features (40.5, unstable), batch 48 at equal compute and a longer EMA (gamma 3: 22.8). At 1800 iterations
-the chosen settings give 17.3 (generator lr 3e-4: 19.7). Measured end to end in fastgen/demo/README.md.
+teacher features (40.5, unstable; its 64-channel head was blind until commit 63129f2), batch 48 at equal compute and
+a longer EMA (gamma 3: 22.8). At 1800 iterations the chosen settings give 17.3 (generator lr 3e-4: 19.7). Measured
+end to end in fastgen/demo/README.md.
 """
 
 from fastgen.configs.experiments.FashionMNIST._common import apply_distillation_settings, use_adam
