@@ -19,7 +19,7 @@ from torch import nn
 
 def group_norm_groups(channels: int) -> int:
     """GroupNorm group count: the largest divisor of C that is <= min(32, C // 4), i.e. at least 4 channels per
-    group (EDM's own GroupNorm rule); 32 groups for every width >= 128, as the reference heads have.
+    group (EDM's own GroupNorm rule); from width 128 on it is the reference's rule (32 groups where 32 divides C).
 
     Why a minimum group width: the heads end on a 1x1 map, where a group normalises only its own channels. One
     channel per group normalises to exactly 0 (constant logit); two normalise to +-1 whatever the input, and the
