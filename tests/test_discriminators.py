@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from fastgen.methods.common_loss import gan_loss_discriminator
 from fastgen.networks.discriminators import (
     Discriminator_EDM,
     Discriminator_ImageDiT,
@@ -67,7 +68,7 @@ def test_edm_head_learns_on_features_with_a_large_common_component():
     for _ in range(40):
         noise = 0.1 * torch.randn(32, 64, 8, 8)
         logits = disc([torch.cat([common + shift + noise[:16], common + noise[16:]])])
-        loss = nn.functional.softplus(-logits[:16]).mean() + nn.functional.softplus(logits[16:]).mean()
+        loss = gan_loss_discriminator(real_logits=logits[:16], fake_logits=logits[16:])
         opt.zero_grad()
         loss.backward()
         opt.step()
