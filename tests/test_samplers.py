@@ -126,6 +126,26 @@ def test_student_one_step_and_sde_with_generator():
     assert (other - out).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("name,std_128", [("edm", (0.74, 0.80)), ("rf", (0.77, 0.82))])
+def test_ancestral_sampler_converges_in_distribution(name, std_128):
+    """The reverse-SDE sampler on the exact Gaussian denoiser: its samples' law tends to N(0.5, 0.8^2) as steps grow.
+    With few steps each posterior draw uses E[x0 | x_t] and misses x0's own uncertainty, so the spread is too small
+    (8 EDM steps: std 0.45), shrinking about as 1/steps (128: 0.76; 4000 samples x 2 coordinates, std error ~0.006)."""
+    net = GMMDenoiser("gauss1", schedule_type=name)
+    noise = torch.randn(4000, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    counter = _Counter(samplers.guided_x0_fn(net))
+    x128 = samplers.ode_sample(counter, noise, net.noise_scheduler, num_steps=128, sampler_type="ancestral",
+                               generator=torch.Generator().manual_seed(1))
+    assert counter.calls == 128
+    x8 = net.sample(noise, num_steps=8, sampler_type="ancestral", generator=torch.Generator().manual_seed(1))
+    assert abs(x128.mean().item() - M) < 0.03 and abs(x8.mean().item() - M) < 0.03
+    assert std_128[0] < x128.std().item() < std_128[1]
+    assert S - x8.std().item() > 4 * abs(S - x128.std().item())
+    again = net.sample(noise, num_steps=8, sampler_type="ancestral", generator=torch.Generator().manual_seed(1))
+    other = net.sample(noise, num_steps=8, sampler_type="ancestral", generator=torch.Generator().manual_seed(2))
+    assert torch.equal(x8, again) and (x8 - other).abs().max() > 0.1
+
+
 def test_conditional_sampling_and_guidance_land_on_the_selected_mode():
     net = GMMDenoiser("ring8", schedule_type="edm", label_dim=8)
     noise = _noise(100).float()

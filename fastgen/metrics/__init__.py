@@ -23,12 +23,14 @@ from fastgen.metrics.fid import (
     save_stats,
     sha256_of_file,
 )
+from fastgen.metrics.precision_recall import precision_recall
 
 FEATURE_NET_TYPES = ("fmnist", "inception")
 
 __all__ = [
     "FEATURE_NET_TYPES", "FeatureStats", "RefStats", "batch_stats", "compute_feature_stats", "compute_fid",
-    "frechet_distance", "load_feature_extractor", "load_stats", "save_stats", "sha256_of_file",
+    "frechet_distance", "load_feature_extractor", "load_stats", "precision_recall", "save_stats",
+    "sha256_of_file",
 ]
 
 

@@ -117,14 +117,17 @@ class FastGenNetwork(nn.Module, ABC):
         num_steps=35,
         sampler_type="heun",
         t_list=None,
+        generator=None,
         **net_kwargs,
     ):
-        """Multi-step teacher sampling of the PF-ODE (samplers.ode_sample), CFG when guidance_scale is not None.
+        """Multi-step teacher sampling (samplers.ode_sample): the PF-ODE (heun, euler) or the reverse SDE
+        (ancestral, its noise from `generator`), CFG when guidance_scale is not None.
 
         num_steps counts network evaluations per sample (35 = EDM's 18 Heun steps); t_list overrides the grid.
         """
         x0_fn = samplers.guided_x0_fn(self, condition, neg_condition, guidance_scale, **net_kwargs)
-        return samplers.ode_sample(x0_fn, noise, self.noise_scheduler, num_steps, sampler_type, t_list)
+        return samplers.ode_sample(x0_fn, noise, self.noise_scheduler, num_steps, sampler_type, t_list,
+                                   generator=generator)
 
     # -- distributed / meta init --
     def fsdp_units(self) -> list[nn.Module]:

@@ -14,7 +14,7 @@ import torch
 
 from fastgen.networks.noise_schedule import BaseNoiseSchedule, EDMNoiseSchedule
 
-SAMPLER_TYPES = ("euler", "heun")
+SAMPLER_TYPES = ("euler", "heun", "ancestral")
 STUDENT_SAMPLE_TYPES = ("sde", "ode")
 
 
@@ -159,14 +159,45 @@ def heun_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule) -> torch.Tens
     return x.to(noise.dtype)
 
 
-def ode_sample(x0_fn, noise, schedule, num_steps=35, sampler_type="heun", t_list=None) -> torch.Tensor:
-    """Multi-step teacher sampling. num_steps counts network evaluations: Euler uses num_steps intervals, Heun
-    (num_steps + 1) // 2 intervals (35 -> 18 Heun steps, as in EDM). An explicit t_list overrides num_steps."""
+def ancestral_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule, generator=None) -> torch.Tensor:
+    """Reverse-SDE sampler: at each (t, s) draw x_s from the diffusion posterior q(x_s | x_t, x0 = x0_fn(x_t, t)).
+
+    Why it exists next to the ODE solvers: with an imperfect denoiser the two do not sample the same distribution,
+    and distribution-matching students (DMD2, SiD, f-distill) are trained towards the distribution the teacher's
+    *scores* imply, which is the one this sampler approaches as steps grow, not the ODE's
+    (benchmarks/fashion_mnist_diagnose.py compares both with students). For x_t = a_t x0 + s_t eps and s < t, with a = a_t / a_s and
+    v = s_t^2 - a^2 s_s^2: mean = (a s_s^2 / s_t^2) x_t + (a_s v / s_t^2) x0, variance = v s_s^2 / s_t^2 (DDPM's
+    posterior on any schedule; on EDM's, x_s = x0 + (s/t)^2 (x_t - x0) + s sqrt(1 - (s/t)^2) z). One network
+    evaluation per interval; the last step to t = 0 returns the x0 prediction. `generator` seeds the fresh noise.
+    """
+    t_list = _check_t_list(t_list).to(noise.device)
+    x = schedule.latents(noise.to(torch.float64), t_list[0])
+    for t, s in zip(t_list[:-1], t_list[1:]):
+        x0 = _call(x0_fn, x, t, noise.dtype)
+        if s == 0:
+            x = x0
+            break
+        a_t, s_t, a_s, s_s = (v.to(torch.float64) for v in (schedule.alpha(t), schedule.sigma(t),
+                                                              schedule.alpha(s), schedule.sigma(s)))
+        a_ts = a_t / a_s
+        var_ts = s_t ** 2 - a_ts ** 2 * s_s ** 2
+        mean = (a_ts * s_s ** 2 / s_t ** 2) * x + (a_s * var_ts / s_t ** 2) * x0
+        z = torch.randn(x.shape, dtype=torch.float64, device=x.device, generator=generator)
+        x = mean + torch.sqrt(var_ts.clamp_min(0) * s_s ** 2 / s_t ** 2) * z
+    return x.to(noise.dtype)
+
+
+def ode_sample(x0_fn, noise, schedule, num_steps=35, sampler_type="heun", t_list=None, generator=None) -> torch.Tensor:
+    """Multi-step teacher sampling. num_steps counts network evaluations: Euler and the (stochastic) ancestral
+    sampler use num_steps intervals, Heun (num_steps + 1) // 2 intervals (35 -> 18 Heun steps, as in EDM). An
+    explicit t_list overrides num_steps. `generator` seeds the ancestral sampler's noise (the ODEs draw none)."""
     if sampler_type not in SAMPLER_TYPES:
         raise ValueError(f"sampler_type must be one of {SAMPLER_TYPES}; got {sampler_type!r}")
     if t_list is None:
-        intervals = num_steps if sampler_type == "euler" else (num_steps + 1) // 2
+        intervals = (num_steps + 1) // 2 if sampler_type == "heun" else num_steps
         t_list = teacher_t_list(schedule, max(intervals, 1), device=noise.device)
+    if sampler_type == "ancestral":
+        return ancestral_sample(x0_fn, noise, t_list, schedule, generator=generator)
     solver = euler_sample if sampler_type == "euler" else heun_sample
     return solver(x0_fn, noise, t_list, schedule)
 
