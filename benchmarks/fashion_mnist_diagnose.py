@@ -1,14 +1,15 @@
 """Why a Fashion-MNIST student's FID is what it is: FID split into its mean and covariance terms, precision and recall,
 class accuracy, and the distance to the teacher's ODE samples, for the teacher sampled two ways and for students.
 
-    python benchmarks/fashion_mnist_diagnose.py --sde_steps 64 256 --checkpoints RUN/checkpoints/0002400.pth
+    python benchmarks/fashion_mnist_diagnose.py --sde_steps 64 192 --checkpoints RUN/checkpoints/0002400.pth
     python benchmarks/fashion_mnist_diagnose.py --num_samples 500 --teacher_nfe 9 --sde_steps 16   # a quick look
 
 Sources, each on the demo's seeded class-balanced noise (sample i: class i % 10, noise seeded by (--eval_seed, i)):
   - the teacher's PF-ODE (Heun, --teacher_nfe evaluations): the "teacher" row of the table;
-  - the teacher's reverse SDE (the ancestral sampler, one row per --sde_steps): the distribution the teacher's *scores*
-    imply. With an imperfect teacher it is not the ODE's, and distribution-matching students (DMD2, SiD, f-distill)
-    are trained towards it: their plateau sits at its numbers, not at the ODE teacher's (benchmarks/README.md);
+  - the teacher's reverse SDE (the ancestral sampler, one row per --sde_steps): towards the distribution the
+    teacher's *scores* imply as steps grow, the target of distribution-matching students (DMD2, SiD, f-distill);
+    with an imperfect teacher it need not be the ODE's. It converges slowly (about as 1/steps), so compare several
+    step counts; 192 steps of 2000 samples take about 33 CPU-minutes on the 2-core AMD EPYC;
   - each --checkpoints file's EMA student (key --ema_key) at 1 step (x0 = G(80 z)), on the teacher's architecture.
 Columns: FID against the test-set statistics (the table's measure, same sample count) = mean term + covariance term;
 tr(cov) of the features (the real test images' in the header); precision and recall (k = 3, against as many real
@@ -36,8 +37,8 @@ def build_parser():
     parser.add_argument("--ema_key", default="ema", help="the checkpoint's model entry to load (default ema)")
     parser.add_argument("--num_samples", type=int, default=2000, help="samples per source and real images (2000)")
     parser.add_argument("--teacher_nfe", type=int, default=35, help="teacher Heun evaluations (default 35)")
-    parser.add_argument("--sde_steps", nargs="*", type=int, default=[64, 256],
-                        help="ancestral-sampler steps, one row each (default 64 256; none: no SDE rows)")
+    parser.add_argument("--sde_steps", nargs="*", type=int, default=[64, 192],
+                        help="ancestral-sampler steps, one row each (default 64 192; none: no SDE rows)")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--eval_seed", type=int, default=0)
     parser.add_argument("--data_root", default=None, help="Fashion-MNIST IDX folder (default: as the demo finds it)")

@@ -162,10 +162,10 @@ def heun_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule) -> torch.Tens
 def ancestral_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule, generator=None) -> torch.Tensor:
     """Reverse-SDE sampler: at each (t, s) draw x_s from the diffusion posterior q(x_s | x_t, x0 = x0_fn(x_t, t)).
 
-    Why it exists next to the ODE solvers: with an imperfect denoiser the two do not sample the same distribution,
+    Why it exists next to the ODE solvers: with an imperfect denoiser the two need not sample the same distribution,
     and distribution-matching students (DMD2, SiD, f-distill) are trained towards the distribution the teacher's
-    *scores* imply, which is the one this sampler approaches as steps grow, not the ODE's
-    (benchmarks/fashion_mnist_diagnose.py compares both with students). For x_t = a_t x0 + s_t eps and s < t, with a = a_t / a_s and
+    *scores* imply, which this sampler approaches as steps grow (slowly: about as 1/steps;
+    benchmarks/fashion_mnist_diagnose.py compares both teachers with students). For x_t = a_t x0 + s_t eps and s < t, with a = a_t / a_s and
     v = s_t^2 - a^2 s_s^2: mean = (a s_s^2 / s_t^2) x_t + (a_s v / s_t^2) x0, variance = v s_s^2 / s_t^2 (DDPM's
     posterior on any schedule; on EDM's, x_s = x0 + (s/t)^2 (x_t - x0) + s sqrt(1 - (s/t)^2) z). One network
     evaluation per interval; the last step to t = 0 returns the x0 prediction. `generator` seeds the fresh noise.
