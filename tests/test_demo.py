@@ -213,5 +213,5 @@ def test_shipped_teacher_matches_its_manifest_and_the_config():
     gan = import_config_from_python_file(os.path.join(os.path.dirname(pipeline.STUDENT_CONFIG), "config_dmd2_gan.py"))
     assert gan.model.pretrained_model_path == path and gan.model.student_sample_steps == 1
     assert gan.model.discriminator.feature_indices == [2] and gan.model.discriminator.in_channels[2] == 64
-    assert pipeline.dmd2_variant(gan.model) == ("DMD2 (GAN on real data, weight 0.01, critic weight 1, "
+    assert pipeline.dmd2_variant(gan.model) == ("DMD2 (GAN on real data, weight 0.3, critic weight 1, "
                                               "fake_score features)")
