@@ -130,14 +130,26 @@ def _call(x0_fn, x, t, dtype):
     return x0_fn(x.to(dtype), t_batch).to(torch.float64)
 
 
-def euler_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule) -> torch.Tensor:
-    """First-order PF-ODE solver: x <- x + (t_next - t) dx/dt; the last step to t = 0 returns the x0 prediction."""
+def _solve(x0_fn, noise, t_list, schedule: BaseNoiseSchedule, step) -> torch.Tensor:
+    """The loop every multi-step sampler shares: x = noise * sigma(t_0) (float64); at each (t, t_next) one x0
+    prediction, then `step(x, x0, t, t_next)` gives the next state; the last step to t = 0 returns the x0 prediction."""
     t_list = _check_t_list(t_list).to(noise.device)
     x = schedule.latents(noise.to(torch.float64), t_list[0])
     for t, t_next in zip(t_list[:-1], t_list[1:]):
         x0 = _call(x0_fn, x, t, noise.dtype)
-        x = x0 if t_next == 0 else x + (t_next - t) * pf_ode_velocity(x, x0, t, schedule)
-    return x.to(noise.dtype)
+        if t_next == 0:
+            return x0.to(noise.dtype)
+        x = step(x, x0, t, t_next)
+    raise AssertionError("unreachable: _check_t_list makes t_list end in 0")
+
+
+def euler_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule) -> torch.Tensor:
+    """First-order PF-ODE solver: x <- x + (t_next - t) dx/dt; the last step to t = 0 returns the x0 prediction."""
+
+    def step(x, x0, t, t_next):
+        return x + (t_next - t) * pf_ode_velocity(x, x0, t, schedule)
+
+    return _solve(x0_fn, noise, t_list, schedule, step)
 
 
 def heun_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule) -> torch.Tensor:
@@ -145,18 +157,14 @@ def heun_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule) -> torch.Tens
 
     2 * (len(t_list) - 1) - 1 network evaluations; the last step to t = 0 returns the x0 prediction.
     """
-    t_list = _check_t_list(t_list).to(noise.device)
-    x = schedule.latents(noise.to(torch.float64), t_list[0])
-    for t, t_next in zip(t_list[:-1], t_list[1:]):
-        x0 = _call(x0_fn, x, t, noise.dtype)
-        if t_next == 0:
-            x = x0
-            break
+
+    def step(x, x0, t, t_next):
         d = pf_ode_velocity(x, x0, t, schedule)
         x_pred = x + (t_next - t) * d
         d_next = pf_ode_velocity(x_pred, _call(x0_fn, x_pred, t_next, noise.dtype), t_next, schedule)
-        x = x + (t_next - t) * 0.5 * (d + d_next)
-    return x.to(noise.dtype)
+        return x + (t_next - t) * 0.5 * (d + d_next)
+
+    return _solve(x0_fn, noise, t_list, schedule, step)
 
 
 def ancestral_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule, generator=None) -> torch.Tensor:
@@ -165,26 +173,23 @@ def ancestral_sample(x0_fn, noise, t_list, schedule: BaseNoiseSchedule, generato
     Why it exists next to the ODE solvers: with an imperfect denoiser the two need not sample the same distribution,
     and distribution-matching students (DMD2, SiD, f-distill) are trained towards the distribution the teacher's
     *scores* imply, which this sampler approaches as steps grow (slowly: about as 1/steps;
-    benchmarks/fashion_mnist_diagnose.py compares both teachers with students). For x_t = a_t x0 + s_t eps and s < t, with a = a_t / a_s and
-    v = s_t^2 - a^2 s_s^2: mean = (a s_s^2 / s_t^2) x_t + (a_s v / s_t^2) x0, variance = v s_s^2 / s_t^2 (DDPM's
-    posterior on any schedule; on EDM's, x_s = x0 + (s/t)^2 (x_t - x0) + s sqrt(1 - (s/t)^2) z). One network
-    evaluation per interval; the last step to t = 0 returns the x0 prediction. `generator` seeds the fresh noise.
+    benchmarks/fashion_mnist_diagnose.py compares both teachers with students).
+    For x_t = a_t x0 + s_t eps and s < t, with a = a_t / a_s and v = s_t^2 - a^2 s_s^2: mean = (a s_s^2 / s_t^2) x_t
+    + (a_s v / s_t^2) x0, variance = v s_s^2 / s_t^2 (DDPM's posterior on any schedule; on EDM's,
+    x_s = x0 + (s/t)^2 (x_t - x0) + s sqrt(1 - (s/t)^2) z). One network evaluation per interval; the last step to
+    t = 0 returns the x0 prediction. `generator` seeds the fresh noise.
     """
-    t_list = _check_t_list(t_list).to(noise.device)
-    x = schedule.latents(noise.to(torch.float64), t_list[0])
-    for t, s in zip(t_list[:-1], t_list[1:]):
-        x0 = _call(x0_fn, x, t, noise.dtype)
-        if s == 0:
-            x = x0
-            break
+
+    def step(x, x0, t, s):
         a_t, s_t, a_s, s_s = (v.to(torch.float64) for v in (schedule.alpha(t), schedule.sigma(t),
                                                               schedule.alpha(s), schedule.sigma(s)))
         a_ts = a_t / a_s
         var_ts = s_t ** 2 - a_ts ** 2 * s_s ** 2
         mean = (a_ts * s_s ** 2 / s_t ** 2) * x + (a_s * var_ts / s_t ** 2) * x0
         z = torch.randn(x.shape, dtype=torch.float64, device=x.device, generator=generator)
-        x = mean + torch.sqrt(var_ts.clamp_min(0) * s_s ** 2 / s_t ** 2) * z
-    return x.to(noise.dtype)
+        return mean + torch.sqrt(var_ts.clamp_min(0) * s_s ** 2 / s_t ** 2) * z
+
+    return _solve(x0_fn, noise, t_list, schedule, step)
 
 
 def ode_sample(x0_fn, noise, schedule, num_steps=35, sampler_type="heun", t_list=None, generator=None) -> torch.Tensor:
