@@ -283,7 +283,9 @@ def test_compile_names_unknown_networks():
 
 def test_bench_speed_profile_counts_the_flops_and_splits_the_time(one_thread):
     """benchmarks/bench_speed.py --profile on a step of one convolution (forward and backward) and one matmul: the
-    flops are the analytic count, the kernel shares sum to 1 with the convolution's share the largest."""
+    flops are the analytic count, the kernel shares sum to 1 and every kind that ran has a share. No ordering of the
+    shares is asserted: they are measured times, and on a loaded machine a preempted elementwise kernel can outweigh
+    the convolution (seen in a clean-clone CI run beside another job)."""
     import os
     import sys
 
@@ -304,5 +306,6 @@ def test_bench_speed_profile_counts_the_flops_and_splits_the_time(one_thread):
     # forward + the weight gradient (x needs none) + the 64x64x64 matmul
     assert res["gflop"] * 1e9 == pytest.approx(2 * conv_forward + 2 * 64**3)
     assert sum(res["shares"].values()) == pytest.approx(1.0)
-    assert max(res["shares"], key=res["shares"].get) == "convolution" and res["shares"]["matmul"] > 0
+    assert set(res["shares"]) == {"convolution", "matmul", "other"}
+    assert all(share > 0 for share in res["shares"].values())
     assert res["gemm_gflops"] > 0 and res["peak_gflops"] > 0
