@@ -87,8 +87,29 @@ def features_of(sample_fn, args, feature_net):
     return torch.cat(feats).numpy(), torch.cat(preds).numpy(), torch.cat(classes).numpy().astype(np.int64)
 
 
-def sources(args):
-    """(name, sample_fn(noise, condition, start)) for the teacher's ODE, its SDE rows and every checkpoint."""
+def student_state(path: str, key: str, net) -> dict:
+    """Network `key` of a fastgen checkpoint (fastgen.export.student's safe loader), checked to fit the teacher's
+    architecture; a one-line UsageError naming the fix otherwise."""
+    from fastgen.cli import UsageError
+    from fastgen.export.student import StudentLoadError, checkpoint_network_state
+
+    try:
+        state, _ = checkpoint_network_state(path, key)
+    except StudentLoadError as error:
+        raise UsageError(f"--checkpoints: {str(error).replace('--net_key', '--ema_key')}") from None
+    own = net.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        raise UsageError(f"--checkpoints: {key!r} of {path} is not the teacher's architecture (missing keys "
+                         f"{missing[:4]}, unexpected keys {unexpected[:4]}, other shapes {sorted(shapes)[:4]}); pass "
+                         "a 1-step student of a Fashion-MNIST config that keeps the teacher's network (not MeanFlow's)")
+    return state
+
+
+def sources(args, students: dict):
+    """(name, sample_fn(noise, condition, start)) for the teacher's ODE, its SDE rows and every checkpoint
+    (`students`: path -> its checked state dict)."""
     import torch
 
     from fastgen.demo.evaluate import student_sampler
@@ -107,13 +128,9 @@ def sources(args):
                                   generator=generator)
 
         yield f"teacher, reverse SDE (ancestral, {steps} NFE)", sde
-    for path in args.checkpoints:
+    for path, state in students.items():
         net = load_teacher_net().eval()
-        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
-        if args.ema_key not in state:
-            raise SystemExit(f"error: {path} has no model entry {args.ema_key!r} (it has {sorted(state)}); "
-                             f"pass --ema_key")
-        net.load_state_dict(state[args.ema_key])
+        net.load_state_dict(state)
         one_step = student_sampler(net, steps=1, seed=args.eval_seed, t_list=(80.0, 0.0))
         short = os.path.join(*os.path.normpath(path).split(os.sep)[-3:])
         yield f"{short} (1 step)", (lambda noise, condition, start, fn=one_step: fn(noise, condition))
@@ -136,27 +153,30 @@ def render(result: dict) -> str:
 
 
 def main(argv=None) -> int:
+    from fastgen.cli import UsageError
+
     args = build_parser().parse_args(argv)
     if args.num_samples < 4 or args.batch_size < 1 or args.teacher_nfe < 1 or any(s < 1 for s in args.sde_steps):
-        print("error: --num_samples must be >= 4; --batch_size, --teacher_nfe and every --sde_steps >= 1",
-              file=sys.stderr)
-        return 2
+        raise UsageError("--num_samples must be >= 4; --batch_size, --teacher_nfe and every --sde_steps >= 1")
     import numpy as np
     import torch
     from fashion_mnist_table import machine_info
 
     from fastgen.demo.pipeline import ensure_fashion_mnist
+    from fastgen.demo.teacher import load_teacher_net
     from fastgen.metrics import load_feature_extractor, load_stats
     from fastgen.metrics.feature_net import load_fashion_mnist, reference_stats_path
 
     torch.set_num_threads(args.num_threads)
+    architecture = load_teacher_net()  # every checkpoint is checked before minutes of teacher sampling
+    students = {path: student_state(path, args.ema_key, architecture) for path in args.checkpoints}
     feature_net = load_feature_extractor("fmnist")
     ref = load_stats(str(reference_stats_path("test")))
     real_images, _ = load_fashion_mnist("test", root=ensure_fashion_mnist(args.data_root), max_size=args.num_samples)
     with torch.no_grad():
         real = feature_net(real_images).double().numpy()
     rows, teacher = {}, None
-    for name, fn in sources(args):
+    for name, fn in sources(args, students):
         started = time.perf_counter()
         feats, preds, classes = features_of(fn, args, feature_net)
         rows[name] = diagnose(feats, preds, classes, real, ref.mu, ref.sigma, teacher)
@@ -182,4 +202,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fastgen.cli import run_cli
+
+    sys.exit(run_cli(main))

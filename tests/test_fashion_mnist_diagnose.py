@@ -46,7 +46,7 @@ def test_tiny_run_writes_one_row_per_source(tmp_path, monkeypatch, one_thread, c
     data_root = make_idx_dataset(tmp_path / "data", n_train=8, n_test=20)
     ckpt = tmp_path / "run" / "checkpoints" / "0000010.pth"
     ckpt.parent.mkdir(parents=True)
-    torch.save({"model": {"ema": load_teacher_net().state_dict()}}, ckpt)
+    torch.save({"model": {"ema": load_teacher_net().state_dict()}, "iteration": 10}, ckpt)
     out = tmp_path / "diag.md"
     args = ["--num_samples", "20", "--batch_size", "10", "--teacher_nfe", "3", "--sde_steps", "2", "4",
             "--data_root", data_root, "--num_threads", "1", "--checkpoints", str(ckpt), "--out", str(out)]
@@ -66,12 +66,19 @@ def test_tiny_run_writes_one_row_per_source(tmp_path, monkeypatch, one_thread, c
     assert len({round(row["fid"], 6) for row in result["rows"].values()}) == 4
 
 
-def test_bad_arguments_and_missing_entry(tmp_path, capsys):
-    assert diag.main(["--num_samples", "2"]) == 2
-    assert "--num_samples must be >= 4" in capsys.readouterr().err
-    ckpt = tmp_path / "c.pth"
-    torch.save({"model": {"net": {}}}, ckpt)
-    args = type("A", (), {"checkpoints": [str(ckpt)], "ema_key": "ema", "sde_steps": [], "teacher_nfe": 3,
-                          "eval_seed": 0})()
-    with pytest.raises(SystemExit, match="has no model entry 'ema'"):
-        list(diag.sources(args))
+def test_bad_input_fails_at_once_in_one_line(tmp_path):
+    """Arguments, a missing file, a missing network entry and another architecture are refused before any sampling."""
+    from fastgen.cli import UsageError, run_cli
+
+    with pytest.raises(UsageError, match="--num_samples must be >= 4"):
+        diag.main(["--num_samples", "2"])
+    data_root = make_idx_dataset(tmp_path / "data", n_train=8, n_test=8)
+    wrong_net = tmp_path / "other.pth"
+    torch.save({"model": {"ema": {"w": torch.zeros(2)}}, "iteration": 5}, wrong_net)
+    cases = [(["--checkpoints", str(tmp_path / "nope.pth")], "does not exist"),
+             (["--checkpoints", str(wrong_net), "--ema_key", "net"], r"--ema_key 'net' is not in .* it holds \['ema'\]"),
+             (["--checkpoints", str(wrong_net)], r"not the teacher's architecture \(missing keys \[")]
+    for extra, message in cases:
+        with pytest.raises(UsageError, match=message):
+            diag.main(["--data_root", data_root, "--num_threads", "1", *extra])
+    assert run_cli(diag.main, ["--checkpoints", str(tmp_path / "nope.pth"), "--data_root", data_root]) == 2

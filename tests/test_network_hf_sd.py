@@ -113,6 +113,8 @@ def test_sampling_equals_sd_pipeline_with_cfg(sd15, prediction_type):
     ours = sd15.sample(noise, PROMPTS, guidance_scale=3.0, num_steps=4)
     assert (ours - ref).abs().max() <= 1e-4
     assert (ours - noise).abs().max() > 0.1  # sampling moved the latents
+    with pytest.raises(ValueError, match="sampler_type='ancestral'"):
+        sd15.sample(noise, PROMPTS, num_steps=4, sampler_type="ancestral")
 
 
 def test_sdxl_forward_and_sampling_equal_pipeline(sdxl):

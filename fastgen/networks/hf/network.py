@@ -319,8 +319,13 @@ class HFNetwork(FastGenNetwork):
         Starts from `noise` unscaled, as the diffusers pipelines do. condition / neg_condition may be prompts
         (encoded here) or embedding mappings; a missing neg_condition is the empty prompt. An explicit t_list (ending
         in 0, the clean sample) replaces the scheduler's grid. `sampler_type` (the EDM-family choice euler / heun)
-        does not apply: the shipped scheduler's first-order update is used.
+        does not apply: the shipped scheduler's first-order update is used. The stochastic "ancestral" choice is
+        refused rather than silently sampled deterministically.
         """
+        if sampler_type == "ancestral":
+            raise ValueError("sampler_type='ancestral' (the reverse-SDE sampler) is implemented for FastGenNetwork "
+                             "schedules only; diffusers-backed networks sample with their scheduler's deterministic "
+                             "update: leave sampler_type unset")
         condition, neg_condition = self._sampling_conditions(noise, condition, neg_condition, guidance_scale)
         if t_list is None and getattr(self.adapter, "steps_with_scheduler", False):  # video: the shipped scheduler
             return self.adapter.sample(self, noise, condition, neg_condition, guidance_scale, num_steps, **net_kwargs)
