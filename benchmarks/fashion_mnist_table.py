@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "fashion_mnist_table.md"),
                         help="Markdown table to write (JSON beside it); default benchmarks/results/")
     parser.add_argument("--combine", nargs="+", metavar="JSON", default=None,
-                        help="train nothing: merge the .json of earlier tables (same budget, FID settings and machine; "
+                        help="train nothing: merge the .json of earlier tables (same FID settings and machine; a row's "
+                             "seeds under one budget; "
                              "e.g. one seed per process run side by side) into --out")
     parser.add_argument("--note", default="", help="a line put under the table's title (e.g. 'partial run')")
     return parser
@@ -258,7 +259,8 @@ def run_table(args, on_run=None) -> dict:
                 checkpoints[(method, seed)] = last
             fids = {steps: fid_of(sampler_for(method, model, steps, args.eval_seed), args, common) for steps in (1, 2)}
             runs.append({"method": method, "seed": seed, "iterations": last[0] if last else 0, "minutes": minutes,
-                         "cpu_minutes": cpu_minutes, "fid_1step": fids[1], "fid_2step": fids[2], "init": init})
+                         "cpu_minutes": cpu_minutes, "fid_1step": fids[1], "fid_2step": fids[2], "init": init,
+                         "budget": budget_of(vars(args))})
             done = len(runs)
             eta = (time.perf_counter() - runs_started) / done * (total - done) / 60.0
             print(f"[table] run {done}/{total}: {method} seed {seed}: {runs[-1]['iterations']} iterations in "
@@ -269,15 +271,37 @@ def run_table(args, on_run=None) -> dict:
     return table_result(args, teacher_fid, floor, runs, kd_pairs)
 
 
+BUDGET_KEYS = ("minutes", "clock", "max_iters")
+
+
+def budget_of(settings: dict) -> dict:
+    """A run's training budget: its minutes, how they are counted and the iteration cap (None: time only)."""
+    return {key: settings.get(key, "wall" if key == "clock" else None) for key in BUDGET_KEYS}
+
+
+def budget_text(budget: dict) -> str:
+    """'33 CPU min', '1000 CPU min or 2400 it', '15 wall min'."""
+    text = f"{budget['minutes']:g} {'CPU' if budget['clock'] == 'cpu' else 'wall'} min"
+    return text + (f" or {budget['max_iters']} it" if budget["max_iters"] else "")
+
+
 def rows_of(runs: list) -> dict:
-    """Per method (table order) with at least one run: median and range over its seeds of every number."""
+    """Per method (table order) with at least one run: median and range over its seeds of every number, and the
+    budget its runs shared (a row's seeds must share one; rows may differ, the table shows each row's)."""
+    from fastgen.cli import UsageError
+
     rows = {}
     for method in METHODS:
         mine = [r for r in runs if r["method"] == method]
         if mine:
+            budgets = [r["budget"] for r in mine]
+            if any(b != budgets[0] for b in budgets):
+                raise UsageError(f"{method}: its seeds ran under different budgets "
+                                 f"{sorted({budget_text(b) for b in budgets})}; a row's seeds must share one")
             rows[method] = {key: spread([r[key] for r in mine])
                             for key in ("fid_1step", "fid_2step", "minutes", "cpu_minutes", "iterations")}
             rows[method]["seeds"] = [r["seed"] for r in mine]
+            rows[method]["budget"] = budgets[0]
     return rows
 
 
@@ -330,19 +354,25 @@ def render(result: dict, note: str = "") -> str:
     if not result.get("complete", True):
         lines += [f"**IN PROGRESS: {len(result['runs'])} of {len(s['seeds']) * len(s['methods'])} runs "
                   "done; rewritten after each run.**", ""]
+    budgets = {budget_text(row.get("budget", budget_of(s))) for row in result["rows"].values()} \
+        or {budget_text(budget_of(s))}
+    clocks = sorted({row.get("budget", budget_of(s))["clock"] for row in result["rows"].values()} or {s["clock"]})
+    clock_line = "; ".join(f"{'CPU' if c == 'cpu' else 'wall'} min = {CLOCK_WORDS[c]}" for c in clocks)
+    budget_line = (f"training budget per run: {next(iter(budgets))}" if len(budgets) == 1
+                   else "training budget per run: the `budget` column (rows differ)")
     lines += [f"FID ({s['num_fid_samples']} samples, shipped `fmnist-lenet` features, against the test-set "
-              f"statistics); {s['minutes']:g} training minutes per run ({CLOCK_WORDS[s.get('clock', 'wall')]})"
-              + (f" or {s['max_iters']} iterations" if s["max_iters"] else "") + f"; seeds {s['seeds']}; "
-              f"median [min, max] over seeds.", "",
-              "| method | FID 1 step (median) | FID 2 steps (median) | 1-step range | 2-step range | iterations "
-              "| train minutes: wall / CPU per thread |", "|---|---|---|---|---|---|---|",
-              f"| teacher | {result['teacher']['fid']:.2f} ({result['teacher']['nfe']} NFE Heun) | - | - | - | - | - |"]
+              f"statistics); {budget_line} ({clock_line}); "
+              f"seeds {s['seeds']}; median [min, max] over seeds.", "",
+              "| method | FID 1 step (median) | FID 2 steps (median) | 1-step range | 2-step range | budget | "
+              "iterations | train minutes: wall / CPU per thread |", "|---|---|---|---|---|---|---|---|",
+              f"| teacher | {result['teacher']['fid']:.2f} ({result['teacher']['nfe']} NFE Heun) | - | - | - | - | - | - |"]
     for name, row in result["rows"].items():
         one, two = row["fid_1step"], row["fid_2step"]
         lines.append(f"| {name} | {one['median']:.2f} | {two['median']:.2f} | [{one['min']:.2f}, {one['max']:.2f}] "
-                     f"| [{two['min']:.2f}, {two['max']:.2f}] | {row['iterations']['median']:.0f} "
+                     f"| [{two['min']:.2f}, {two['max']:.2f}] | {budget_text(row.get('budget', budget_of(s)))} "
+                     f"| {row['iterations']['median']:.0f} "
                      f"| {row['minutes']['median']:.1f} / {row['cpu_minutes']['median']:.1f} |")
-    lines.append(f"| floor (real train images) | {result['floor']:.2f} | - | - | - | - | - |")
+    lines.append(f"| floor (real train images) | {result['floor']:.2f} | - | - | - | - | - | - |")
     lines += [""] + [f"- {note}" for note in row_notes(result)]
     if result["not_configured"]:
         lines += ["", "Not run here: " + "; ".join(f"{k}: {v}" for k, v in result["not_configured"].items()) + "."]
@@ -383,14 +413,16 @@ def write_table(result: dict, out: str, note: str = "") -> str:
     return json_path
 
 
-# settings that must agree for runs of separate invocations to share one table (seeds and methods may differ)
-SHARED_SETTINGS = ("minutes", "clock", "max_iters", "num_fid_samples", "eval_seed", "kd_pairs", "t_lists")
+# settings that must agree for runs of separate invocations to share one table (seeds, methods and, between rows,
+# the budget may differ: each run records its own, and a row's seeds must share one)
+SHARED_SETTINGS = ("num_fid_samples", "eval_seed", "kd_pairs", "t_lists")
 SAME_MACHINE = ("processor", "cpu_count", "torch_threads", "cpu_capability", "torch")
 
 
 def combine(results: list[dict]) -> dict:
     """One table from the JSON of several invocations (e.g. seeds run side by side, one thread each): they must share
-    the budget, the FID setup and the machine (so their teacher and floor FIDs are the same numbers)."""
+    the FID setup and the machine (so their teacher and floor FIDs are the same numbers); a row's seeds must share a
+    budget. Runs of tables written before runs recorded their budget get their table's."""
     from fastgen.cli import UsageError
 
     first = results[0]
@@ -399,9 +431,9 @@ def combine(results: list[dict]) -> dict:
         differ += [f"machine {k}" for k in SAME_MACHINE if other["machine"][k] != first["machine"][k]]
         differ += [k for k in ("teacher", "floor") if other[k] != first[k]]
         if differ:
-            raise UsageError(f"--combine: the tables differ in {differ}; combine only runs of the same budget, FID "
+            raise UsageError(f"--combine: the tables differ in {differ}; combine only runs of the same FID "
                              "settings and machine")
-    runs = [run for result in results for run in result["runs"]]
+    runs = [{"budget": budget_of(result["settings"]), **run} for result in results for run in result["runs"]]
     keys = [(r["method"], r["seed"]) for r in runs]
     if len(set(keys)) != len(keys):
         raise UsageError(f"--combine: a (method, seed) appears twice: {sorted(k for k in set(keys) if keys.count(k) > 1)}")
@@ -410,7 +442,9 @@ def combine(results: list[dict]) -> dict:
     seeds = sorted({r["seed"] for r in runs})
     return {**first, "rows": rows_of(runs), "runs": runs, "kd_pairs": kd_pairs,
             "complete": all(r.get("complete", True) for r in results) and len(runs) == len(methods) * len(seeds),
-            "settings": {**first["settings"], "methods": methods, "seeds": seeds},
+            "settings": {**first["settings"], "methods": methods, "seeds": seeds,
+                         **{key: (first["settings"].get(key) if all(r["budget"] == runs[0]["budget"] for r in runs)
+                                  else None) for key in BUDGET_KEYS}},
             "command": " ; ".join(r["command"] for r in results),
             "finished_utc": max(r["finished_utc"] for r in results)}
 

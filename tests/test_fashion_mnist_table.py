@@ -43,7 +43,7 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     assert [list(r["rows"]) for r in written] == [["CM"], ["CM", "TCM"]]
     assert [r["complete"] for r in written] == [False, True] and "IN PROGRESS" not in text
     assert "IN PROGRESS: 1 of 2 runs done" in table.render(written[0])
-    assert result["settings"]["clock"] == "cpu" and "(CPU time of the run's process" in text
+    assert result["settings"]["clock"] == "cpu" and "(CPU min = CPU time of the run's process" in text
     assert result["command"].startswith("python benchmarks/fashion_mnist_table.py --methods TCM CM --seeds 3 ")
 
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| ([^|]+?) \| ([^|]+?) \|", text, re.M)}
@@ -84,9 +84,36 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
                                                    "values": [cm, cm + 10.0]}
     assert combined["settings"]["seeds"] == [3, 4] and combined["complete"]
     assert f"| CM | {cm + 5.0:.2f} |" in combined_md.read_text()
-    other["settings"]["minutes"] = 7
+    # each run records its budget; a row's seeds must share one, rows may differ (the table then shows each row's)
+    assert all(r["budget"] == {"minutes": 5, "clock": "cpu", "max_iters": 2} for r in result["runs"])
+    assert "training budget per run: 5 CPU min or 2 it" in text and "| 5 CPU min or 2 it | 2 |" in text
+    for run in other["runs"]:
+        run["budget"]["minutes"] = 7
     other_path.write_text(json.dumps(other))
-    with pytest.raises(UsageError, match=r"the tables differ in \['minutes'\]"):
+    with pytest.raises(UsageError, match=r"CM: its seeds ran under different budgets \['5 CPU min or 2 it', "
+                                         r"'7 CPU min or 2 it'\]"):
+        table.main(["--combine", str(out.with_suffix(".json")), str(other_path), "--out", str(combined_md)])
+    # a table written before runs recorded their budget (its settings say it) joins with another row's budget
+    legacy = json.loads(json.dumps(other))
+    legacy["runs"] = [{k: v for k, v in r.items() if k != "budget"} for r in legacy["runs"] if r["method"] == "CM"]
+    legacy["settings"].update(minutes=1000.0, max_iters=2400)
+    legacy_path = tmp_path / "legacy.json"
+    legacy_path.write_text(json.dumps(legacy))
+    only_tcm = json.loads(json.dumps(result))
+    only_tcm["runs"] = [r for r in only_tcm["runs"] if r["method"] == "TCM"]
+    tcm_path = tmp_path / "tcm.json"
+    tcm_path.write_text(json.dumps(only_tcm))
+    assert table.main(["--combine", str(legacy_path), str(tcm_path), "--out", str(combined_md)]) == 0
+    mixed = json.loads(combined_md.with_suffix(".json").read_text())
+    assert mixed["rows"]["CM"]["budget"] == {"minutes": 1000.0, "clock": "cpu", "max_iters": 2400}
+    assert mixed["rows"]["TCM"]["budget"] == {"minutes": 5, "clock": "cpu", "max_iters": 2}
+    assert mixed["settings"]["minutes"] is None
+    mixed_text = combined_md.read_text()
+    assert "the `budget` column (rows differ)" in mixed_text
+    assert "| 1000 CPU min or 2400 it |" in mixed_text and "| 5 CPU min or 2 it |" in mixed_text
+    other["settings"]["num_fid_samples"] = 7
+    other_path.write_text(json.dumps(other))
+    with pytest.raises(UsageError, match=r"the tables differ in \['num_fid_samples'\]"):
         table.main(["--combine", str(out.with_suffix(".json")), str(other_path), "--out", str(combined_md)])
     with pytest.raises(UsageError, match="appears twice"):
         table.main(["--combine", str(out.with_suffix(".json")), str(out.with_suffix(".json")), "--out", str(combined_md)])
