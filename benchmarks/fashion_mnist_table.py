@@ -8,7 +8,8 @@ demo's training stage (= train.py) with `trainer.seed=SEED`, `dataloader_train.s
 `trainer.max_minutes=MINUTES` (`--clock`: wall or CPU time; stop after the iteration that reaches the budget), then
 the EMA student's FID at 1 and 2 steps on the demo's seeded class-balanced noise, against the Fashion-MNIST
 *test*-set statistics of the shipped feature network. Once per table: the teacher (Heun, --teacher_nfe
-evaluations) and the floor (as many real *train* images, against the same test statistics).
+evaluations; cached under $FASTGEN_OUTPUT_ROOT keyed by everything its bits depend on, so tables of one seed each
+run side by side sample it once) and the floor (as many real *train* images, against the same test statistics).
 A progress line per run; at the end the Markdown table (--out) and its numbers as JSON beside it.
 
 Rows with more than a config: KD trains on --kd_pairs (noise, teacher image) pairs, sampled once per table from the
@@ -187,6 +188,47 @@ def make_kd_pairs(args) -> dict:
     return {**info, "minutes": minutes, "reused": False}
 
 
+def teacher_fid_cache_path(args) -> str:
+    """$FASTGEN_OUTPUT_ROOT/fastgen/fashion_mnist/table_teacher_fid/<key>.json: the key holds everything the teacher's
+    FID bits depend on - the teacher's, feature network's and test statistics' sha256, the NFE, the sample count,
+    the evaluation seed, the FID batch, the torch thread count and the CPU's kernel ISA - so a cached number is
+    exactly what this run would compute (--combine compares teachers for equality)."""
+    import hashlib
+
+    import torch
+
+    from fastgen.configs.experiments.FashionMNIST._common import shipped_teacher_path
+    from fastgen.metrics import sha256_of_file
+    from fastgen.metrics.feature_net import _locate, reference_stats_path
+    from fastgen.utils.env import output_root
+
+    files = (shipped_teacher_path(), str(_locate(train_if_missing=False)[0]), str(reference_stats_path("test")))
+    parts = [sha256_of_file(path)[:12] for path in files] + [
+        args.teacher_nfe, args.num_fid_samples, args.eval_seed, args.fid_batch_size, args.num_threads,
+        torch.backends.cpu.get_cpu_capability(), torch.__version__]
+    key = hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+    return os.path.join(output_root(), "fastgen", "fashion_mnist", "table_teacher_fid",
+                        f"nfe{args.teacher_nfe}_n{args.num_fid_samples}_{key}.json")
+
+
+def cached_teacher_fid(args, compute) -> float:
+    """The teacher's FID from the cache when this exact setup computed it before, else `compute()` (and cached):
+    one table per seed, run side by side, then pays for the teacher's 35-NFE samples once."""
+    path = teacher_fid_cache_path(args)
+    if os.path.exists(path):
+        with open(path) as file:
+            fid = float(json.load(file)["fid"])
+        print(f"[table] teacher FID: reusing {path}", flush=True)
+        return fid
+    fid = compute()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp_path = f"{path}.tmp{os.getpid()}"
+    with open(tmp_path, "w") as file:
+        json.dump({"fid": fid}, file)
+    os.replace(tmp_path, path)
+    return fid
+
+
 def stage1_checkpoint(method: str, seed: int, checkpoints: dict) -> tuple[str | None, str]:
     """(checkpoint path or None, what the run starts from) for `method`: its first stage-1 row run at this seed."""
     for source in METHODS[method].stage1:
@@ -240,7 +282,8 @@ def run_table(args, on_run=None) -> dict:
     feature_net = load_feature_extractor("fmnist")
     common = dict(feature_net=feature_net, ref_stats=load_stats(str(reference_stats_path("test"))),
                   shape=IMAGE_SHAPE)
-    teacher_fid = fid_of(teacher_sampler(load_teacher_net(), args.teacher_nfe), args, common)
+    teacher_fid = cached_teacher_fid(
+        args, lambda: fid_of(teacher_sampler(load_teacher_net(), args.teacher_nfe), args, common))
     floor = real_data_fid(feature_net, common["ref_stats"], args.num_fid_samples, root=data_root, split="train")
     print(f"[table] teacher ({args.teacher_nfe} NFE) FID {teacher_fid:.2f} | floor ({args.num_fid_samples} real "
           f"train images) FID {floor:.2f}", flush=True)

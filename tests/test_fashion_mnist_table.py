@@ -118,6 +118,21 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     with pytest.raises(UsageError, match="appears twice"):
         table.main(["--combine", str(out.with_suffix(".json")), str(out.with_suffix(".json")), "--out", str(combined_md)])
 
+    # the teacher's FID was cached under its exact setup; a second table of that setup reads it instead of sampling
+    (cached,) = list((tmp_path / "out").rglob("table_teacher_fid/*.json"))
+    assert json.loads(cached.read_text()) == {"fid": result["teacher"]["fid"]}
+    cached.write_text(json.dumps({"fid": 123.0}))  # a number sampling cannot give: proves it is read, not recomputed
+    again = tmp_path / "again.md"
+    common = ["--methods", "CM", "--minutes", "5", "--clock", "cpu", "--max_iters", "1",
+              "--num_fid_samples", "20", "--fid_batch_size", "10", "--batch_size", "4", "--data_root", data_root,
+              "--num_threads", "1", "--out", str(again)]
+    assert table.main([*common, "--seeds", "5", "--teacher_nfe", "2"]) == 0
+    assert json.loads(again.with_suffix(".json").read_text())["teacher"]["fid"] == 123.0
+    assert f"[table] teacher FID: reusing {cached}" in capsys.readouterr().out
+    assert table.main([*common, "--seeds", "6", "--teacher_nfe", "3"]) == 0  # another setup: its own entry, sampled
+    assert json.loads(again.with_suffix(".json").read_text())["teacher"]["fid"] != 123.0
+    assert len(list((tmp_path / "out").rglob("table_teacher_fid/*.json"))) == 2
+
 
 def test_every_reference_row_is_configured():
     assert list(table.METHODS) == ["KD", "DMD2", "DMD2+GAN", "f-distill", "LADD", "SiD", "CM", "CD", "sCT", "sCD", "TCM",
