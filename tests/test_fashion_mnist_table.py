@@ -83,10 +83,10 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     assert combined["rows"]["CM"]["fid_1step"] == {"median": cm + 5.0, "min": cm, "max": cm + 10.0,
                                                    "values": [cm, cm + 10.0]}
     assert combined["settings"]["seeds"] == [3, 4] and combined["complete"]
-    assert f"| CM | {cm + 5.0:.2f} |" in combined_md.read_text()
+    assert f"| CM | {cm + 5.0:.2f} |" in combined_md.read_text() and "| 3, 4 | 5 CPU min" in combined_md.read_text()
     # each run records its budget; a row's seeds must share one, rows may differ (the table then shows each row's)
     assert all(r["budget"] == {"minutes": 5, "clock": "cpu", "max_iters": 2} for r in result["runs"])
-    assert "training budget per run: 5 CPU min or 2 it" in text and "| 5 CPU min or 2 it | 2 |" in text
+    assert "training budget per run: 5 CPU min or 2 it" in text and "| 3 | 5 CPU min or 2 it | 2 |" in text
     for run in other["runs"]:
         run["budget"]["minutes"] = 7
     other_path.write_text(json.dumps(other))
