@@ -188,7 +188,7 @@ def make_kd_pairs(args) -> dict:
     return {**info, "minutes": minutes, "reused": False}
 
 
-def teacher_fid_cache_path(args) -> str:
+def teacher_fid_cache_path(args, feature_net_sha256: str) -> str:
     """$FASTGEN_OUTPUT_ROOT/fastgen/fashion_mnist/table_teacher_fid/<key>.json: the key holds everything the teacher's
     FID bits depend on - the teacher's, feature network's and test statistics' sha256, the NFE, the sample count,
     the evaluation seed, the FID batch, the torch thread count and the CPU's kernel ISA - so a cached number is
@@ -199,11 +199,11 @@ def teacher_fid_cache_path(args) -> str:
 
     from fastgen.configs.experiments.FashionMNIST._common import shipped_teacher_path
     from fastgen.metrics import sha256_of_file
-    from fastgen.metrics.feature_net import _locate, reference_stats_path
+    from fastgen.metrics.feature_net import reference_stats_path
     from fastgen.utils.env import output_root
 
-    files = (shipped_teacher_path(), str(_locate(train_if_missing=False)[0]), str(reference_stats_path("test")))
-    parts = [sha256_of_file(path)[:12] for path in files] + [
+    files = (shipped_teacher_path(), str(reference_stats_path("test")))
+    parts = [sha256_of_file(path)[:12] for path in files] + [feature_net_sha256[:12],
         args.teacher_nfe, args.num_fid_samples, args.eval_seed, args.fid_batch_size, args.num_threads,
         torch.backends.cpu.get_cpu_capability(), torch.__version__]
     key = hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
@@ -211,13 +211,19 @@ def teacher_fid_cache_path(args) -> str:
                         f"nfe{args.teacher_nfe}_n{args.num_fid_samples}_{key}.json")
 
 
-def cached_teacher_fid(args, compute) -> float:
+def cached_teacher_fid(args, feature_net_sha256: str, compute) -> float:
     """The teacher's FID from the cache when this exact setup computed it before, else `compute()` (and cached):
     one table per seed, run side by side, then pays for the teacher's 35-NFE samples once."""
-    path = teacher_fid_cache_path(args)
+    from fastgen.cli import UsageError
+
+    path = teacher_fid_cache_path(args, feature_net_sha256)
     if os.path.exists(path):
-        with open(path) as file:
-            fid = float(json.load(file)["fid"])
+        try:
+            with open(path) as file:
+                fid = float(json.load(file)["fid"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"teacher FID cache {path} is unreadable ({error!r}); delete it and the table samples "
+                             "the teacher again") from error
         print(f"[table] teacher FID: reusing {path}", flush=True)
         return fid
     fid = compute()
@@ -283,7 +289,7 @@ def run_table(args, on_run=None) -> dict:
     common = dict(feature_net=feature_net, ref_stats=load_stats(str(reference_stats_path("test"))),
                   shape=IMAGE_SHAPE)
     teacher_fid = cached_teacher_fid(
-        args, lambda: fid_of(teacher_sampler(load_teacher_net(), args.teacher_nfe), args, common))
+        args, feature_net.weights_sha256, lambda: fid_of(teacher_sampler(load_teacher_net(), args.teacher_nfe), args, common))
     floor = real_data_fid(feature_net, common["ref_stats"], args.num_fid_samples, root=data_root, split="train")
     print(f"[table] teacher ({args.teacher_nfe} NFE) FID {teacher_fid:.2f} | floor ({args.num_fid_samples} real "
           f"train images) FID {floor:.2f}", flush=True)
@@ -397,12 +403,13 @@ def render(result: dict, note: str = "") -> str:
     if not result.get("complete", True):
         lines += [f"**IN PROGRESS: {len(result['runs'])} of {len(s['seeds']) * len(s['methods'])} runs "
                   "done; rewritten after each run.**", ""]
-    budgets = {budget_text(row.get("budget", budget_of(s))) for row in result["rows"].values()} \
-        or {budget_text(budget_of(s))}
-    clocks = sorted({row.get("budget", budget_of(s))["clock"] for row in result["rows"].values()} or {s["clock"]})
+    # a row's budget; tables written before runs recorded theirs have the one of their settings
+    row_budgets = {name: row.get("budget") or budget_of(s) for name, row in result["rows"].items()}
+    budgets = {budget_text(b) for b in row_budgets.values()}
+    clocks = sorted({b["clock"] for b in row_budgets.values()}) or [s.get("clock") or "wall"]
     clock_line = "; ".join(f"{'CPU' if c == 'cpu' else 'wall'} min = {CLOCK_WORDS[c]}" for c in clocks)
-    budget_line = (f"training budget per run: {next(iter(budgets))}" if len(budgets) == 1
-                   else "training budget per run: the `budget` column (rows differ)")
+    budget_line = ("training budget per run: the `budget` column (rows differ)" if len(budgets) > 1
+                   else f"training budget per run: {next(iter(budgets))}" if budgets else "no run yet")
     lines += [f"FID ({s['num_fid_samples']} samples, shipped `fmnist-lenet` features, against the test-set "
               f"statistics); {budget_line} ({clock_line}); "
               f"seeds {s['seeds']} (each row's in its `seeds` column); median [min, max] over a row's seeds.", "",
@@ -414,7 +421,7 @@ def render(result: dict, note: str = "") -> str:
         one, two = row["fid_1step"], row["fid_2step"]
         lines.append(f"| {name} | {one['median']:.2f} | {two['median']:.2f} | [{one['min']:.2f}, {one['max']:.2f}] "
                      f"| [{two['min']:.2f}, {two['max']:.2f}] | {', '.join(map(str, row['seeds']))} "
-                     f"| {budget_text(row.get('budget', budget_of(s)))} "
+                     f"| {budget_text(row_budgets[name])} "
                      f"| {row['iterations']['median']:.0f} "
                      f"| {row['minutes']['median']:.1f} / {row['cpu_minutes']['median']:.1f} |")
     lines.append(f"| floor (real train images) | {result['floor']:.2f} | - | - | - | - | - | - | - |")

@@ -132,6 +132,9 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     assert table.main([*common, "--seeds", "6", "--teacher_nfe", "3"]) == 0  # another setup: its own entry, sampled
     assert json.loads(again.with_suffix(".json").read_text())["teacher"]["fid"] != 123.0
     assert len(list((tmp_path / "out").rglob("table_teacher_fid/*.json"))) == 2
+    cached.write_text("{")  # a cache file cut short: one line naming it and the fix, nothing trained
+    with pytest.raises(UsageError, match=r"teacher FID cache .* is unreadable .* delete it"):
+        table.main([*common, "--seeds", "7", "--teacher_nfe", "2"])
 
 
 def test_every_reference_row_is_configured():
