@@ -229,7 +229,7 @@ class SmokeLoader:
 
     def __init__(self, loader: str, loader_kwargs: dict, batch_size: int, sampler_start_idx: int | None = None):
         self.factory = locate(loader)
-        self.loader_kwargs = dict(loader_kwargs)
+        self.loader_kwargs = _unescape_targets(dict(loader_kwargs))
         self.batch_size = int(batch_size)
         self.position = int(sampler_start_idx or 0)
 
@@ -244,6 +244,27 @@ class SmokeLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.position = int(state["position"])
+
+
+ESCAPED_TARGET_KEY = "_smoke_target_"
+
+
+def _escape_targets(value: Any) -> Any:
+    """Nested loader configs inside a loader's kwargs (e.g. ZipLoader's primary/secondary) with their `_target_`
+    renamed, so instantiating the SmokeLoader passes them to `smoke_batch` as configs instead of building them."""
+    if isinstance(value, Mapping):
+        return {(ESCAPED_TARGET_KEY if k == "_target_" else k): _escape_targets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape_targets(v) for v in value]
+    return value
+
+
+def _unescape_targets(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {("_target_" if k == ESCAPED_TARGET_KEY else k): _unescape_targets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unescape_targets(v) for v in value]
+    return value
 
 
 def _student_label_dim(net: DictConfig) -> int | None:
@@ -301,7 +322,7 @@ def _smoke_loader(node: DictConfig, input_shape: list[int], label_dim: int | Non
     kwargs.pop("batch_size", None)
     target = node["_target_"] if isinstance(node["_target_"], str) else f"{obj.__module__}.{obj.__qualname__}"
     batch = obj.smoke_batch(dict(kwargs), SMOKE_BATCH_SIZE)
-    return L(SMOKE_LOADER)(loader=target, loader_kwargs=kwargs, batch_size=SMOKE_BATCH_SIZE), batch
+    return L(SMOKE_LOADER)(loader=target, loader_kwargs=_escape_targets(kwargs), batch_size=SMOKE_BATCH_SIZE), batch
 
 
 def _describe(batch: Mapping) -> str:

@@ -134,6 +134,51 @@ def test_vsd_gradient_is_fake_minus_teacher_times_weight():
     assert all(p.grad is None for p in model.fake_score.parameters())  # F only scores, it is not trained here
 
 
+def pair_batch(n=16, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    noise, target = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g)
+    return {**toy_batch(n), "pair_noise": noise, "pair_real": target, "pair_condition": torch.zeros(n, 0)}
+
+
+def expected_regression(model, batch):
+    """0.5 MSE of the student's 1-step output from the pair noise (scaled to sigma_max) against the pair target."""
+    schedule = model.net.noise_scheduler
+    t = torch.full((batch["pair_noise"].shape[0],), float(schedule.max_t), dtype=torch.float64)
+    with torch.no_grad():
+        gen = model.net(batch["pair_noise"] * schedule.max_sigma, t, condition=batch["pair_condition"],
+                        fwd_pred_type="x0")
+    return 0.5 * ((gen - batch["pair_real"]) ** 2).mean()
+
+
+def test_regression_term_adds_weighted_kd_loss_on_generator_steps_only():
+    """DMD's regression loss: on a generator iteration total = (the step without it) + w * 0.5 MSE(G(z), y), and its
+    gradient reaches only the generator; critic iterations are unchanged; missing pairs or w < 0 are errors."""
+    batch = pair_batch()
+    plain, weighted = build(toy_config(student_update_freq=2)), build(toy_config(student_update_freq=2,
+                                                                                 regression_loss_weight=0.5))
+    for iteration, generator in ((2, True), (3, False)):
+        maps = []
+        for model in (plain, weighted):
+            torch.manual_seed(7)
+            maps.append(model.single_train_step(batch, iteration)[0])
+        if not generator:
+            assert "regression_loss" not in maps[1]
+            torch.testing.assert_close(maps[1]["total_loss"], maps[0]["total_loss"], rtol=0, atol=0)
+            continue
+        regression = maps[1]["regression_loss"]
+        torch.testing.assert_close(regression, expected_regression(weighted, batch), rtol=1e-6, atol=1e-7)
+        assert regression > 0
+        torch.testing.assert_close(maps[1]["total_loss"], maps[0]["total_loss"] + 0.5 * regression, rtol=1e-6,
+                                   atol=1e-7)
+        maps[1]["total_loss"].backward()
+        assert any(p.grad is not None for p in weighted.net.parameters())
+        assert all(p.grad is None for p in weighted.fake_score.parameters())
+    with pytest.raises(KeyError, match="pair_noise, pair_real missing"):
+        weighted.single_train_step(toy_batch(), 2)
+    with pytest.raises(ValueError, match="regression_loss_weight must be >= 0"):
+        DMD2Model(toy_config(regression_loss_weight=-1.0).model)
+
+
 def test_teacher_guidance_is_cfg_combination():
     config = toy_config(gan_loss_weight_gen=0.0, guidance_scale=3.0)
     config.model.teacher.label_dim = 8

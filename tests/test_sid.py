@@ -97,3 +97,20 @@ def test_toy_sid_moves_one_step_samples_to_the_mixture(tmp_path, monkeypatch, on
     model, before, after, coverage = train_and_measure(config)
     assert after * 3.0 <= before
     assert coverage["mode_coverage"] >= 0.5
+
+
+def test_regression_term_joins_sid_generator_iterations():
+    """SiD runs generator and critic losses in one iteration; DMD's regression term is added to it there too."""
+    g = torch.Generator().manual_seed(3)
+    real, _ = make_gmm("ring8").sample(16, g)
+    noise, target = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g)
+    batch = {"real": real.float(), "condition": torch.zeros(16, 0), "neg_condition": torch.zeros(16, 0),
+             "pair_noise": noise, "pair_real": target}
+    maps = []
+    for weight in (0.0, 2.0):
+        model = build(regression_loss_weight=weight)
+        torch.manual_seed(7)
+        maps.append(model.single_train_step(batch, model.config.student_update_freq)[0])  # a generator iteration
+    assert "regression_loss" not in maps[0] and maps[1]["regression_loss"] > 0
+    torch.testing.assert_close(maps[1]["total_loss"], maps[0]["total_loss"] + 2.0 * maps[1]["regression_loss"],
+                               rtol=1e-6, atol=1e-7)

@@ -23,6 +23,13 @@ def collate_items(items):
     return default_collate(items)
 
 
+def fetch_items(dataset, indices: list[int]) -> dict:
+    """A collated batch of `dataset`'s items at `indices` (its `__getitems__` fast path when it has one)."""
+    if hasattr(dataset, "__getitems__"):
+        return collate_items(dataset.__getitems__(indices))
+    return collate_items([dataset[i] for i in indices])
+
+
 def resolve_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """Defaults from torch.distributed when it is initialised, else rank 0 of 1."""
     initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -107,9 +114,7 @@ class InfiniteLoader:
         return self.batch_size * self.world_size
 
     def _fetch(self, indices: list[int]):
-        if hasattr(self.dataset, "__getitems__"):
-            return collate_items(self.dataset.__getitems__(indices))
-        return collate_items([self.dataset[i] for i in indices])
+        return fetch_items(self.dataset, indices)
 
     def _iter_in_process(self, start: int) -> Iterator[dict]:
         step = 0

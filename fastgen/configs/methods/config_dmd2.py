@@ -2,7 +2,8 @@
 
 `fake_score_net` gives the fake score its own architecture (None: the teacher's config, else `net`); it is needed
 when the teacher has no trainable weights to copy (e.g. the exact Gaussian-mixture teacher of the Toy configs).
-`gan_feature_source` picks the network whose features feed the discriminator heads: "teacher" (FastGen's default)
+`regression_loss_weight` > 0 adds the original DMD's regression onto teacher (noise, sample) pairs to the generator
+loss. `gan_feature_source` picks the network whose features feed the discriminator heads: "teacher" (FastGen's default)
 or "fake_score" (the DMD2 paper, sec. 4.3: the classifier sits on the fake denoiser's bottleneck and its loss also
 trains the fake score).
 """
@@ -41,6 +42,10 @@ class ModelConfig(BaseModelConfig):
     gan_loss_weight_disc: Optional[float] = None
     gan_r1_reg_weight: float = 0.0
     gan_r1_reg_alpha: float = 0.1
+    # weight of DMD's regression loss (Yin et al. 2024a, eq. 7) on generator steps: 0.5 MSE between the student's
+    # first step from the pairs' noise and the teacher's ODE solution; > 0 needs batches with "pair_noise" and
+    # "pair_real" (a fastgen.datasets.zip_loader.ZipLoader with a teacher-pair loader as its secondary)
+    regression_loss_weight: float = 0.0
 
 
 @attrs.define(slots=False)

@@ -16,6 +16,10 @@ Algorithm (two time-scale update rule, sec. 4.2): with freq = student_update_fre
       w_D = gan_loss_weight_disc (None: 1 on teacher features, where it only scales D's own gradients, and 1e-2 on
       the fake score's features, the paper's classification-loss weight: there the GAN gradient also trains F's
       encoder, and at weight 1 it outweighs F's denoising loss, so F stops being an accurate fake score).
+With regression_loss_weight = w_R > 0 every generator step also adds the original DMD's regression term (Yin et al.
+2024a, eq. 7; an L2 distance here, not LPIPS) on precomputed teacher pairs (z, y = ODE_T(z)) read beside the real
+images (batch keys "pair_noise", "pair_real", "pair_condition"): w_R * 0.5 ||G(z sigma_max) - y||^2. It anchors the
+generator to the teacher's noise-to-image map, which the reverse-KL VSD alone lets collapse onto fewer modes.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from fastgen.methods.common_loss import (
     variational_score_distillation_loss,
 )
 from fastgen.methods.distribution_matching.common import AdversarialDistillationModel, check_feature_source
+from fastgen.methods.knowledge_distillation.kd import one_step_regression
 
 DISC_LOSS_WEIGHT_BY_SOURCE = {"teacher": 1.0, "fake_score": 1e-2}  # paper (ImageNet-64): cls_loss_weight 1e-2
+PAIR_KEYS = ("pair_noise", "pair_real")  # the regression term's batch entries (+ optional "pair_condition")
 
 
 def resolve_disc_loss_weight(weight: float | None, feature_source: str) -> float:
@@ -60,6 +66,9 @@ class DMD2Model(AdversarialDistillationModel):
         if pred_type is not None and pred_type not in PRED_TYPES:
             raise ValueError(f"model.fake_score_pred_type={pred_type!r} is not supported; expected None or one of "
                              f"{PRED_TYPES}")
+        if float(getattr(config, "regression_loss_weight", 0.0)) < 0:
+            raise ValueError(f"model.regression_loss_weight must be >= 0 (0 disables DMD's regression term); got "
+                             f"{config.regression_loss_weight}")
         weighting = getattr(config, "fake_score_dsm_weighting", "none")
         if weighting not in DSM_WEIGHTINGS:
             raise ValueError(f"model.fake_score_dsm_weighting={weighting!r} is not supported; expected one of "
@@ -110,6 +119,31 @@ class DMD2Model(AdversarialDistillationModel):
     @property
     def fake_score_pred_type(self) -> str:
         return self.config.fake_score_pred_type or self.fake_score.net_pred_type
+
+    # --- one training step -----------------------------------------------------------------------------------------
+    def single_train_step(self, data, iteration: int) -> tuple[dict, dict]:
+        """The method's matching step, plus w_R x the regression loss on generator iterations (module docstring)."""
+        loss_map, outputs = self.matching_step(data, iteration)
+        weight = float(getattr(self.config, "regression_loss_weight", 0.0))
+        if weight > 0 and self.is_generator_iteration(iteration):
+            regression = self.regression_loss(data)
+            loss_map["regression_loss"] = regression.detach()
+            loss_map["total_loss"] = loss_map["total_loss"] + weight * regression
+        return loss_map, outputs
+
+    def matching_step(self, data, iteration: int) -> tuple[dict, dict]:
+        """Generator or critic step by the alternation rule (SiD overrides: both on its generator iterations)."""
+        return super().single_train_step(data, iteration)
+
+    def regression_loss(self, data) -> torch.Tensor:
+        """0.5 MSE of the student's first step from the batch's pair noise against the teacher's sample of it."""
+        missing = [key for key in PAIR_KEYS if key not in data]
+        if missing:
+            raise KeyError(f"model.regression_loss_weight > 0 needs teacher pairs in every batch ({', '.join(missing)} "
+                           f"missing; the batch has {sorted(data)}): zip a teacher-pair loader into the data with "
+                           "fastgen.datasets.zip_loader.ZipLoader(primary=..., secondary=...)")
+        loss, _ = one_step_regression(self, data["pair_noise"], data["pair_real"], data.get("pair_condition"))
+        return loss
 
     # --- generator -----------------------------------------------------------------------------------------------
     def vsd_scale(self, fake_logits: torch.Tensor | None, t: torch.Tensor) -> tuple[torch.Tensor | None, dict]:

@@ -55,7 +55,7 @@ class SiDModel(DMD2Model):
         critics = [name for name in self.critic_names if name in self.optimizers]
         return (["net"] if self.is_generator_iteration(iteration) else []) + critics
 
-    def single_train_step(self, data, iteration: int) -> tuple[dict, dict]:
+    def matching_step(self, data, iteration: int) -> tuple[dict, dict]:
         real, condition, neg_condition = self._prepare_training_data(data)
         update_generator = self.is_generator_iteration(iteration)
         self.set_trainable(["net", *self.critic_names] if update_generator else self.critic_names)

@@ -24,6 +24,16 @@ def knowledge_distillation_loss(gen: torch.Tensor, target: torch.Tensor) -> torc
     return 0.5 * F.mse_loss(gen.float(), target.float())
 
 
+def one_step_regression(model: FastGenModel, noise: torch.Tensor, target: torch.Tensor,
+                        condition: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(KD loss, G's x0): the student's first step from unit `noise` scaled to sigma(max_t), regressed onto the
+    teacher's ODE solution `target` of the same noise. Also DMD's regression term (Yin et al. 2024a, eq. 7)."""
+    schedule = model.net.noise_scheduler
+    t = torch.full((noise.shape[0],), float(schedule.max_t), dtype=torch.float64, device=noise.device)
+    gen = model.gen_data_from_net(model.net, schedule.latents(noise), t, condition=condition)
+    return knowledge_distillation_loss(gen, target), gen
+
+
 def path_inputs(path: torch.Tensor, t_list: torch.Tensor, step_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(x [B, ...], t float64 [B]): each sample's path state at student step `step_ids[b]` and its time."""
     num_states, num_steps = path.shape[1], len(t_list) - 1
@@ -46,15 +56,15 @@ class KDModel(FastGenModel):
         schedule = self.net.noise_scheduler
         steps = int(self.config.student_sample_steps)
         batch = real.shape[0]
+        if steps == 1 and "noise" in data:
+            noise = data["noise"]
+            loss, gen = one_step_regression(self, noise, real, condition)
+            return {"total_loss": loss, "recon_loss": loss.detach()}, {"gen_rand": gen.detach(), "input_rand": noise}
         if steps == 1:
-            if "noise" in data:
-                noise = data["noise"]
-                x = schedule.latents(noise)
-            elif "path" in data:
-                x = data["path"][:, 0]
-                noise = x / schedule.max_sigma
-            else:
+            if "path" not in data:
                 raise KeyError(f"1-step KD needs data['noise'] or data['path']; the batch has {sorted(data)}")
+            x = data["path"][:, 0]
+            noise = x / schedule.max_sigma
             t = torch.full((batch,), float(schedule.max_t), dtype=torch.float64, device=real.device)
         else:
             if "path" not in data:
