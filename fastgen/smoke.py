@@ -229,7 +229,7 @@ class SmokeLoader:
 
     def __init__(self, loader: str, loader_kwargs: dict, batch_size: int, sampler_start_idx: int | None = None):
         self.factory = locate(loader)
-        self.loader_kwargs = _unescape_targets(dict(loader_kwargs))
+        self.loader_kwargs = _rename_keys(dict(loader_kwargs), ESCAPED_TARGET_KEY, "_target_")
         self.batch_size = int(batch_size)
         self.position = int(sampler_start_idx or 0)
 
@@ -249,21 +249,14 @@ class SmokeLoader:
 ESCAPED_TARGET_KEY = "_smoke_target_"
 
 
-def _escape_targets(value: Any) -> Any:
-    """Nested loader configs inside a loader's kwargs (e.g. ZipLoader's primary/secondary) with their `_target_`
-    renamed, so instantiating the SmokeLoader passes them to `smoke_batch` as configs instead of building them."""
+def _rename_keys(value: Any, old: str, new: str) -> Any:
+    """`value` with every mapping key `old` renamed to `new`, at any depth. The SmokeLoader's kwargs hold nested
+    loader configs (e.g. ZipLoader's primary/secondary) with `_target_` renamed to ESCAPED_TARGET_KEY, so that
+    instantiating the SmokeLoader passes them to `smoke_batch` as configs instead of building the real loaders."""
     if isinstance(value, Mapping):
-        return {(ESCAPED_TARGET_KEY if k == "_target_" else k): _escape_targets(v) for k, v in value.items()}
+        return {(new if k == old else k): _rename_keys(v, old, new) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_escape_targets(v) for v in value]
-    return value
-
-
-def _unescape_targets(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {("_target_" if k == ESCAPED_TARGET_KEY else k): _unescape_targets(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_unescape_targets(v) for v in value]
+        return [_rename_keys(v, old, new) for v in value]
     return value
 
 
@@ -322,7 +315,8 @@ def _smoke_loader(node: DictConfig, input_shape: list[int], label_dim: int | Non
     kwargs.pop("batch_size", None)
     target = node["_target_"] if isinstance(node["_target_"], str) else f"{obj.__module__}.{obj.__qualname__}"
     batch = obj.smoke_batch(dict(kwargs), SMOKE_BATCH_SIZE)
-    return L(SMOKE_LOADER)(loader=target, loader_kwargs=_escape_targets(kwargs), batch_size=SMOKE_BATCH_SIZE), batch
+    escaped = _rename_keys(kwargs, "_target_", ESCAPED_TARGET_KEY)
+    return L(SMOKE_LOADER)(loader=target, loader_kwargs=escaped, batch_size=SMOKE_BATCH_SIZE), batch
 
 
 def _describe(batch: Mapping) -> str:
