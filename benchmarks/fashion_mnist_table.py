@@ -9,7 +9,8 @@ demo's training stage (= train.py) with `trainer.seed=SEED`, `dataloader_train.s
 the EMA student's FID at 1 and 2 steps on the demo's seeded class-balanced noise, against the Fashion-MNIST
 *test*-set statistics of the shipped feature network. Once per table: the teacher (Heun, --teacher_nfe
 evaluations; cached under $FASTGEN_OUTPUT_ROOT keyed by everything its bits depend on, so tables of one seed each
-run side by side sample it once) and the floor (as many real *train* images, against the same test statistics).
+run side by side sample it once), the floor (as many real *train* images, against the same test statistics) and the
+start (the teacher's weights sampled as a 1- and 2-step student: where every run initialised from the teacher begins).
 A progress line per run; at the end the Markdown table (--out) and its numbers as JSON beside it.
 
 Rows with more than a config: KD trains on --kd_pairs (noise, teacher image) pairs, sampled once per table from the
@@ -293,6 +294,9 @@ def run_table(args, on_run=None) -> dict:
     floor = real_data_fid(feature_net, common["ref_stats"], args.num_fid_samples, root=data_root, split="train")
     print(f"[table] teacher ({args.teacher_nfe} NFE) FID {teacher_fid:.2f} | floor ({args.num_fid_samples} real "
           f"train images) FID {floor:.2f}", flush=True)
+    start = start_fids(args, common, load_teacher_net())
+    print(f"[table] start (the teacher's weights as a 1-/2-step student) FID {start['fid_1step']:.2f} / "
+          f"{start['fid_2step']:.2f}", flush=True)
 
     kd_pairs = make_kd_pairs(args) if any(METHODS[m].data == "kd_pairs" for m in args.methods) else None
     runs, total, checkpoints = [], len(args.methods) * len(args.seeds), {}
@@ -316,8 +320,8 @@ def run_table(args, on_run=None) -> dict:
                   f"{minutes:.1f} min ({cpu_minutes:.1f} CPU min per thread) | FID 1 step {fids[1]:.2f}, 2 steps "
                   f"{fids[2]:.2f} | ETA {eta:.0f} min", flush=True)
             if on_run is not None and done < total:  # the table so far: hours of runs are never lost to a late crash
-                on_run(table_result(args, teacher_fid, floor, runs, kd_pairs))
-    return table_result(args, teacher_fid, floor, runs, kd_pairs)
+                on_run(table_result(args, teacher_fid, floor, runs, kd_pairs, start))
+    return table_result(args, teacher_fid, floor, runs, kd_pairs, start)
 
 
 BUDGET_KEYS = ("minutes", "clock", "max_iters")
@@ -354,9 +358,20 @@ def rows_of(runs: list) -> dict:
     return rows
 
 
-def table_result(args, teacher_fid: float, floor: float, runs: list, kd_pairs: dict | None) -> dict:
+def start_fids(args, common, teacher) -> dict:
+    """FID of the teacher's own weights sampled as a 1- and 2-step student on the table's grid: where every student
+    that is initialised from the teacher starts (its iteration 0), so a row shows how far its training moved."""
+    from fastgen.demo.evaluate import student_sampler
+
+    return {f"fid_{steps}step": fid_of(student_sampler(teacher, steps=steps, seed=args.eval_seed, t_list=T_LISTS[steps]),
+                                       args, common) for steps in (1, 2)}
+
+
+def table_result(args, teacher_fid: float, floor: float, runs: list, kd_pairs: dict | None,
+                 start: dict | None = None) -> dict:
     """The table's numbers from the runs done so far (rows of methods without a run yet are left out)."""
-    return {"teacher": {"fid": teacher_fid, "nfe": args.teacher_nfe}, "floor": floor, "rows": rows_of(runs),
+    return {"teacher": {"fid": teacher_fid, "nfe": args.teacher_nfe}, "start": start, "floor": floor,
+            "rows": rows_of(runs),
             "runs": list(runs),
             "kd_pairs": kd_pairs, "not_configured": {m: why for m, why in NOT_CONFIGURED.items()},
             "complete": len(runs) == len(args.methods) * len(args.seeds),
@@ -395,7 +410,7 @@ def machine_info() -> dict:
 
 
 def render(result: dict, note: str = "") -> str:
-    """The Markdown table: `teacher`, then one row per method (first number = 1-step FID median), then the floor."""
+    """The Markdown table: `teacher`, the start, then one row per method (first number = 1-step FID median), then the floor."""
     s, m = result["settings"], result["machine"]
     lines = ["# Fashion-MNIST: every method distilled from the shipped teacher at equal CPU time", ""]
     if note:
@@ -417,6 +432,10 @@ def render(result: dict, note: str = "") -> str:
               "iterations | train minutes: wall / CPU per thread |", "|---|---|---|---|---|---|---|---|---|",
               f"| teacher | {result['teacher']['fid']:.2f} ({result['teacher']['nfe']} NFE Heun) | - | - | - | - | - | - "
               "| - |"]
+    start = result.get("start")  # tables written before it was measured have none
+    if start:
+        lines.append(f"| start: the teacher's weights as the student (iteration 0) | {start['fid_1step']:.2f} "
+                     f"| {start['fid_2step']:.2f} | - | - | - | - | 0 | - |")
     for name, row in result["rows"].items():
         one, two = row["fid_1step"], row["fid_2step"]
         lines.append(f"| {name} | {one['median']:.2f} | {two['median']:.2f} | [{one['min']:.2f}, {one['max']:.2f}] "
@@ -482,6 +501,7 @@ def combine(results: list[dict]) -> dict:
         differ = [k for k in SHARED_SETTINGS if other["settings"].get(k) != first["settings"].get(k)]
         differ += [f"machine {k}" for k in SAME_MACHINE if other["machine"][k] != first["machine"][k]]
         differ += [k for k in ("teacher", "floor") if other[k] != first[k]]
+        differ += ["start"] * bool(first.get("start") and other.get("start") and other["start"] != first["start"])
         if differ:
             raise UsageError(f"--combine: the tables differ in {differ}; combine only runs of the same FID "
                              "settings and machine")
@@ -492,7 +512,8 @@ def combine(results: list[dict]) -> dict:
     kd_pairs = next((r["kd_pairs"] for r in results if r.get("kd_pairs")), None)
     methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
     seeds = sorted({r["seed"] for r in runs})
-    return {**first, "rows": rows_of(runs), "runs": runs, "kd_pairs": kd_pairs,
+    start = next((r["start"] for r in results if r.get("start")), None)  # older tables have none
+    return {**first, "start": start, "rows": rows_of(runs), "runs": runs, "kd_pairs": kd_pairs,
             # every source table finished (rows with fewer seeds show it in their `seeds` column)
             "complete": all(r.get("complete", True) for r in results),
             "settings": {**first["settings"], "methods": methods, "seeds": seeds,

@@ -47,7 +47,21 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     assert result["command"].startswith("python benchmarks/fashion_mnist_table.py --methods TCM CM --seeds 3 ")
 
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| ([^|]+?) \| ([^|]+?) \|", text, re.M)}
-    assert list(rows)[1:] == ["teacher", "CM", "TCM", "floor (real train images)"]
+    start_row = "start: the teacher's weights as the student (iteration 0)"
+    assert list(rows)[1:] == ["teacher", start_row, "CM", "TCM", "floor (real train images)"]
+    # the start row: the teacher's own weights through the students' 1-step sampler, sampled again here
+    from fastgen.demo.evaluate import student_sampler
+    from fastgen.demo.teacher import load_teacher_net
+    from fastgen.metrics import load_feature_extractor, load_stats
+    from fastgen.metrics.feature_net import reference_stats_path
+
+    common = dict(feature_net=load_feature_extractor("fmnist"), shape=(1, 32, 32),
+                  ref_stats=load_stats(str(reference_stats_path("test"))))
+    args = table.parse_args(["--num_fid_samples", "20", "--fid_batch_size", "10"])
+    one_step = table.fid_of(student_sampler(load_teacher_net(), steps=1, t_list=(80.0, 0.0)), args, common)
+    assert result["start"]["fid_1step"] == pytest.approx(one_step, rel=1e-6)
+    assert float(rows[start_row]) == pytest.approx(one_step, abs=0.005)
+    assert math.isfinite(result["start"]["fid_2step"]) and result["start"]["fid_2step"] != one_step
     assert "**test run**" in text
     assert rows["teacher"].startswith(f"{result['teacher']['fid']:.2f} (2 NFE")
     assert float(rows["floor (real train images)"]) == pytest.approx(result["floor"], abs=0.005)
@@ -97,6 +111,7 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     legacy = json.loads(json.dumps(other))
     legacy["runs"] = [{k: v for k, v in r.items() if k != "budget"} for r in legacy["runs"] if r["method"] == "CM"]
     legacy["settings"].update(minutes=1000.0, max_iters=2400)
+    del legacy["start"]  # nor had they a start row: the other table's is kept
     legacy_path = tmp_path / "legacy.json"
     legacy_path.write_text(json.dumps(legacy))
     only_tcm = json.loads(json.dumps(result))
@@ -107,10 +122,15 @@ def test_two_methods_one_seed_tiny_budget(tmp_path, monkeypatch, one_thread, cap
     mixed = json.loads(combined_md.with_suffix(".json").read_text())
     assert mixed["rows"]["CM"]["budget"] == {"minutes": 1000.0, "clock": "cpu", "max_iters": 2400}
     assert mixed["rows"]["TCM"]["budget"] == {"minutes": 5, "clock": "cpu", "max_iters": 2}
-    assert mixed["settings"]["minutes"] is None
+    assert mixed["settings"]["minutes"] is None and mixed["start"] == result["start"]
     mixed_text = combined_md.read_text()
     assert "the `budget` column (rows differ)" in mixed_text
     assert "| 1000 CPU min or 2400 it |" in mixed_text and "| 5 CPU min or 2 it |" in mixed_text
+    other["start"] = {"fid_1step": 1.0, "fid_2step": 2.0}
+    other_path.write_text(json.dumps(other))
+    with pytest.raises(UsageError, match=r"the tables differ in \['start'\]"):
+        table.main(["--combine", str(out.with_suffix(".json")), str(other_path), "--out", str(combined_md)])
+    other["start"] = result["start"]
     other["settings"]["num_fid_samples"] = 7
     other_path.write_text(json.dumps(other))
     with pytest.raises(UsageError, match=r"the tables differ in \['num_fid_samples'\]"):
