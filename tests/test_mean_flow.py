@@ -147,3 +147,63 @@ def test_edm_meanflow_recipe_trains_at_tiny_size(tmp_path):
     assert config.trainer.augment_pipe is not None
     out = model.generator_fn(model.net, torch.randn(2, 3, 8, 8), student_sample_steps=1)
     assert torch.isfinite(out).all() and out.std() > 0
+
+
+def edm_net_on_rf_path():
+    """A ToyMLP on the EDM schedule ([0.002, 80]) learning u on the rf path (model.path_schedule), in float64."""
+    config = config_mean_flow.create_config()
+    config.model.net.hidden_dim, config.model.net.num_layers = 32, 1
+    config.model.net.schedule_type, config.model.net.max_t = "edm", 80.0
+    config.model.teacher.schedule_type, config.model.teacher.max_t = "edm", 80.0
+    config.model.path_schedule = "rf"
+    config.model.loss_config.norm_const = 0.01
+    t_cfg = config.model.sample_t_cfg  # times are drawn in the network's time: EDM sigmas
+    t_cfg.time_dist_type, t_cfg.min_t, t_cfg.max_t, t_cfg.train_p_mean, t_cfg.train_p_std = "lognormal", 0.002, 80.0, 0.0, 2.0
+    model = MeanFlowModel(config.model)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return model.double(), config
+
+
+def test_path_schedule_maps_an_edm_network_onto_the_rf_path():
+    """u on the rf path by SNR matching, recomputed by hand: tau = t / (1 - t), x_edm = x / (1 - t),
+    u = (x - x0(x_edm, tau, r / (1 - r))) / t; its JVP by central differences of that function; the 1-step sample
+    from sigma 80 is the network's own x0 at sigma 80 (r = 0)."""
+    model, config = edm_net_on_rf_path()
+    path = model.path_schedule
+    assert path.name == "rf" and path.min_t == pytest.approx(0.002 / 1.002) and path.max_t == pytest.approx(80 / 81)
+    real = torch.randn(16, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    torch.manual_seed(2)
+    loss_map, _ = model.single_train_step({"real": real, "condition": torch.zeros(16, 0)}, 40)
+    torch.manual_seed(2)  # times drawn as EDM sigmas (the network's time), then put on the path: t = sigma / (1 + sigma)
+    sigma = model.net.noise_scheduler.sample_t(16, **sample_t_kwargs(config.model.sample_t_cfg))
+    sigma_r = model.net.noise_scheduler.sample_t(16, **sample_t_kwargs(config.model.sample_t_cfg))
+    sigma, sigma_r = torch.maximum(sigma, sigma_r), torch.minimum(sigma, sigma_r)
+    sigma_r = torch.where(torch.rand(16) < 0.5, sigma_r, sigma)
+    t, r = sigma / (1 + sigma), sigma_r / (1 + sigma_r)
+    eps = torch.randn_like(real)
+    assert (r < t).any() and (r == t).any() and float(t.max()) < 80 / 81
+    x_t, v = (1 - t[:, None]) * real + t[:, None] * eps, eps - real
+    net = model.net
+
+    def u_by_hand(x, tt, rr):
+        x0 = net(x / (1 - tt[:, None]), tt / (1 - tt), r=rr / (1 - rr), fwd_pred_type="x0")
+        return (x - x0) / tt[:, None]
+
+    with torch.no_grad():
+        u = u_by_hand(x_t, t, r)
+        h = 1e-6
+        du_dt = (u_by_hand(x_t + h * v, t + h, r) - u_by_hand(x_t - h * v, t - h, r)) / (2 * h)
+        sq = ((u - (v - (t - r)[:, None] * du_dt)) ** 2).sum(1)
+    expected = (sq / (sq + 0.01) ** 0.5).mean()  # the toy's adaptive weight: poly_0.5
+    torch.testing.assert_close(loss_map["total_loss"].double(), expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(loss_map["v_loss"].double(), ((u - v) ** 2).mean(), rtol=1e-5, atol=1e-8)
+
+    noise = torch.randn(5, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    one = model.generator_fn(net, noise, student_sample_steps=1, t_list=[80.0, 0.0])
+    with torch.no_grad():
+        x0 = net(80.0 * noise, torch.full((5,), 80.0, dtype=torch.float64), r=torch.zeros(5, dtype=torch.float64),
+                 fwd_pred_type="x0")
+    torch.testing.assert_close(one, x0, rtol=1e-9, atol=1e-9)

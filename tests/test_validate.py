@@ -84,6 +84,21 @@ def test_allowed_values_match_their_users():
 
     assert validate.WANDB_MODES == WANDB_MODES and validate.DEVICE_TYPES == DEVICE_TYPES
     assert validate.BUDGET_CLOCKS == BUDGET_CLOCKS
+    from fastgen.methods.consistency_model.mean_flow import PATH_SCHEDULES
+
+    assert validate.PATH_SCHEDULES == PATH_SCHEDULES
+
+
+def test_meanflow_path_schedule_is_checked_at_resolve(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTGEN_OUTPUT_ROOT", str(tmp_path / "out"))
+    config = "--config=fastgen/configs/experiments/FashionMNIST/config_mean_flow.py"
+    assert run_cli(TRAIN_MAIN, [config, "--dryrun", "-", "model.path_schedule=sd"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == ("error: model.path_schedule='sd' must be null (the network's own schedule) "
+                                            "or one of ['edm', 'rf', 'trig'] (schedules whose SNR inverse has a "
+                                            "closed form)")
+    assert run_cli(TRAIN_MAIN, [config, "--dryrun", "-", "model.path_schedule=trig"]) == 0
+    assert "path_schedule: trig" in capsys.readouterr().out and not (tmp_path / "out").exists()
 
 
 def test_saved_config_yaml_is_a_valid_config(capsys, monkeypatch, tmp_path):

@@ -19,6 +19,7 @@ from fastgen.utils.lazy import TARGET_KEY, InstantiationError, locate
 WANDB_MODES = ("online", "offline", "disabled")  # fastgen.callbacks.wandb.WANDB_MODES (a test keeps them equal)
 DEVICE_TYPES = ("auto", "cpu", "cuda")  # fastgen.methods.model.DEVICE_TYPES (a test keeps them equal)
 BUDGET_CLOCKS = ("wall", "cpu")  # fastgen.trainer.BUDGET_CLOCKS (a test keeps them equal)
+PATH_SCHEDULES = ("edm", "rf", "trig")  # fastgen.methods.consistency_model.mean_flow.PATH_SCHEDULES (a test keeps them equal)
 GLOBAL_VARS = ("MAX_VAL_STEPS",)  # what trainer.global_vars / global_vars_val entries may set
 OPTIMIZER_TARGET = "fastgen.configs.opt.get_optimizer"
 # a micro-batch below this fraction of the best possible one is refused (e.g. global 257 / batch 256 -> micro 1)
@@ -132,6 +133,10 @@ def check_model(model: Any, check_gpu: bool = True) -> None:
                                     or disc_weight < 0):
         raise ConfigError(f"model.gan_loss_weight_disc={disc_weight!r} must be a number >= 0 or null (null: 1 on "
                           "teacher features, 0.01 on fake-score features)")
+    path = getattr(model, "path_schedule", None)  # MeanFlow configs only
+    if path is not None and path not in PATH_SCHEDULES:
+        raise ConfigError(f"model.path_schedule={path!r} must be null (the network's own schedule) or one of "
+                          f"{list(PATH_SCHEDULES)} (schedules whose SNR inverse has a closed form)")
     if model.skip_layers is not None:
         raise ConfigError(f"model.skip_layers={list(model.skip_layers)!r}: skip-layer guidance is not implemented by "
                           f"any network here (the reference uses it for Wan only); remove the override or set null")

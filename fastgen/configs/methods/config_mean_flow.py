@@ -57,6 +57,10 @@ class ModelConfig(BaseModelConfig):
     guidance_t_start: float = 0.0
     guidance_t_end: float = 1.0
     precision_amp_jvp: Optional[str] = None
+    # the probability path u is learnt on: None = the network's own schedule; a schedule name ("rf", "trig", ...) =
+    # that path, mapped onto the network by SNR matching (an EDM network distilled on the rf path: u stays O(1) and
+    # 1-step errors are not multiplied by sigma_max; see fastgen/methods/consistency_model/mean_flow.py)
+    path_schedule: Optional[str] = None
 
 
 @attrs.define(slots=False)

@@ -11,6 +11,14 @@ Losses: "l2" = adaptive-weighted ||u - u_tgt||^2; "opt_grad" = normalised update
 The network's u is its "flow" output at (x_t, t) with the extra time r (`r_timestep=True`); r = t is plain flow
 matching. Sampling (`meanflow_sample`): x_{t'} = x_t - (t - t') u(x_t, t, t') ("ode"), or x0 = x_t - t u(x_t, t, 0)
 re-noised to t' ("sde"); one step from max_t is 1-NFE generation.
+
+`path_schedule` learns u on another probability path than the network's own schedule, through SNR matching (as sCM
+runs an EDM network in TrigFlow): path time t maps to the network time tau with the same alpha/sigma, the path state
+x to x alpha_net(tau) / alpha_path(t), and u is the path's velocity of the network's x0 prediction. Why it matters:
+on the EDM schedule x0 = x_t - t u, so a 1-step sample from t = 80 multiplies every error of u by 80, while the loss
+weighs errors of u alike at every t; on the rf path (x_t = (1 - t) x0 + t eps, t <= 1) an error of u is at most the
+same error of x0. Training times (sample_t_cfg) and sampling times (t_list) stay in the network's schedule and are
+mapped the same way, so a config keeps its noise levels when it changes its path.
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ from fastgen.methods.consistency_model.losses import (
     parse_norm_method,
     per_sample_sq_norm,
 )
-from fastgen.methods.consistency_model.scm import SCMModel
+from fastgen.methods.consistency_model.scm import SCMModel, require_closed_form_snr_inverse
 from fastgen.methods.fine_tuning.sft import drop_condition, sample_t_kwargs
 from fastgen.methods.model import FastGenModel
+from fastgen.networks.noise_schedule import BaseNoiseSchedule, get_noise_schedule
 from fastgen.networks.samplers import STUDENT_SAMPLE_TYPES, _check_t_list, cfg_combine, cfg_pair, negative_condition
 
 
@@ -59,6 +68,22 @@ def meanflow_sample(u_fn, noise: torch.Tensor, t_list: torch.Tensor, schedule, s
     return x.to(noise.dtype)
 
 
+# paths u can be learnt on through SNR matching: the schedules whose sqrt_snr_to_t has a closed form
+PATH_SCHEDULES = ("edm", "rf", "trig")
+
+
+def map_time(t: torch.Tensor, source: BaseNoiseSchedule, target: BaseNoiseSchedule) -> torch.Tensor:
+    """The time of `target` with the same signal-to-noise ratio as time t of `source` (t = 0 maps to 0)."""
+    return target.sqrt_snr_to_t(source.sqrt_snr(t))
+
+
+def matched_path(path_name: str, schedule: BaseNoiseSchedule) -> BaseNoiseSchedule:
+    """Schedule `path_name` on exactly the SNR range of the network's `schedule` [min_t, max_t]."""
+    unit = get_noise_schedule(path_name)
+    ends = map_time(torch.tensor([schedule.min_t, schedule.max_t], dtype=torch.float64), schedule, unit)
+    return get_noise_schedule(path_name, min_t=float(ends.min()), max_t=float(ends.max()))
+
+
 class MeanFlowModel(TeacherMixin, FastGenModel):
     """MeanFlow training / distillation (see module docstring)."""
 
@@ -74,6 +99,18 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
         super().__init__(config)
         if getattr(self.net, "r_timestep", True) is False:
             raise ValueError("MeanFlow needs a network that takes the second time r: set model.net.r_timestep=True")
+        path_name = getattr(config, "path_schedule", None)
+        if path_name is not None and path_name not in PATH_SCHEDULES:
+            raise ValueError(f"model.path_schedule={path_name!r} must be None (the network's own schedule) or one of "
+                             f"{PATH_SCHEDULES}")
+        self.path = None if path_name is None else matched_path(path_name, self.net.noise_scheduler)
+        if self.path is not None and not loss_cfg.use_jvp_finite_diff:
+            require_closed_form_snr_inverse(self.net.noise_scheduler, f"MeanFlow on path_schedule={path_name!r}")
+
+    @property
+    def path_schedule(self) -> BaseNoiseSchedule:
+        """The schedule of the path u is learnt on: model.path_schedule, else the network's own."""
+        return self.net.noise_scheduler if self.path is None else self.path
 
     tangent_warmup_weight = SCMModel.tangent_warmup_weight
     jvp_autocast = SCMModel.jvp_autocast
@@ -81,7 +118,8 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
     # --- times ---------------------------------------------------------------------------------------------------
     def sample_t_r(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """t, r drawn independently (r from sample_r_cfg when enabled), ordered t >= r; each sample keeps r != t
-        with probability r_sample_ratio, else r = t (flow matching on that sample)."""
+        with probability r_sample_ratio, else r = t (flow matching on that sample). Drawn in the network's time (like
+        t_list) and returned on the path u is learnt on."""
         schedule = self.net.noise_scheduler
         t_cfg = self.config.sample_t_cfg
         r_cfg = self.config.sample_r_cfg if self.config.sample_r_cfg.enabled else t_cfg
@@ -89,12 +127,34 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
         r = schedule.sample_t(n, **{**sample_t_kwargs(r_cfg), "device": device})
         t, r = torch.maximum(t, r), torch.minimum(t, r)
         keep_r = torch.rand(n, device=device) < float(t_cfg.r_sample_ratio)
-        return t, torch.where(keep_r, r, t)
+        r = torch.where(keep_r, r, t)
+        if self.path is not None:
+            t, r = map_time(t, schedule, self.path), map_time(r, schedule, self.path)
+        return t, r
 
     # --- velocities ----------------------------------------------------------------------------------------------
     def u(self, net, x, t, r, condition):
-        """The average velocity: the network's flow output with the second time r."""
-        return net(x, t, condition=condition, r=r, fwd_pred_type="flow")
+        """The average velocity: the network's flow output with the second time r (on the path: see path_flow)."""
+        if self.path is None:
+            return net(x, t, condition=condition, r=r, fwd_pred_type="flow")
+        return self.path_flow(net, x, t, condition, r=r)
+
+    def path_flow(self, net, x, t, condition, r=None):
+        """The path's velocity dx/dt of `net`'s x0 prediction, the network called at the SNR-matched time and input
+        (r, when given, mapped the same way). Differentiable in (x, t, r) for closed-form sqrt_snr_to_t."""
+        schedule, path = net.noise_scheduler, self.path
+        tau = map_time(t, path, schedule)
+        scale = per_sample(schedule.alpha(tau) / path.alpha(t), x)
+        x_net = (x.to(torch.float64) * scale).to(x.dtype)
+        kwargs = {} if r is None else {"r": map_time(r, path, schedule)}
+        x0 = net(x_net, tau, condition=condition, fwd_pred_type="x0", **kwargs)
+        return path.x0_to_flow(x, x0, t).to(x.dtype)
+
+    def velocity(self, net, x, t, condition):
+        """A teacher's PF-ODE velocity on the path u is learnt on."""
+        if self.path is None:
+            return net(x, t, condition=condition, fwd_pred_type="flow")
+        return self.path_flow(net, x, t, condition)
 
     def in_guidance_window(self, t: torch.Tensor) -> torch.Tensor:
         return (t >= float(self.config.guidance_t_start)) & (t <= float(self.config.guidance_t_end))
@@ -106,8 +166,8 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
         with torch.no_grad():
             scale = self.config.guidance_scale
             if scale is None:
-                return self.teacher(x_t, t, condition=condition, fwd_pred_type="flow")
-            v, v_neg = cfg_pair(lambda x, tt, c: self.teacher(x, tt, condition=c, fwd_pred_type="flow"),
+                return self.velocity(self.teacher, x_t, t, condition)
+            v, v_neg = cfg_pair(lambda x, tt, c: self.velocity(self.teacher, x, tt, c),
                                 x_t, t, condition, neg_condition)  # conditional and negative passes in one forward
             guided = cfg_combine(v, v_neg, scale)
             return torch.where(per_sample(self.in_guidance_window(t).double(), v) > 0, guided, v)
@@ -134,7 +194,7 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
     def single_train_step(self, data: Mapping[str, Any], iteration: int) -> tuple[dict, dict]:
         real, condition, neg_condition = self._prepare_training_data(data)
         cfg, loss_cfg = self.config, self.config.loss_config
-        schedule = self.net.noise_scheduler
+        schedule = self.path_schedule
         batch = real.shape[0]
         t, r = self.sample_t_r(batch, real.device)
         eps = torch.randn_like(real)
@@ -192,12 +252,16 @@ class MeanFlowModel(TeacherMixin, FastGenModel):
                      student_sample_steps: int = 1, t_list=None, sample_type: str | None = None,
                      precision_amp: Any = "infer", generator: torch.Generator | None = None,
                      **kwargs: Any) -> torch.Tensor:
-        """MeanFlow's own few-step sampler (meanflow_sample) over t_list (default: the schedule's grid)."""
+        """MeanFlow's own few-step sampler (meanflow_sample) over t_list (network times; default: the schedule's
+        grid), stepping on the path u is learnt on."""
         sample_type = sample_type or self.config.student_sample_type
         t_list = self.student_t_list(net, student_sample_steps, t_list)
+        schedule = net.noise_scheduler
+        if self.path is not None:
+            t_list, schedule = map_time(t_list, schedule, self.path), self.path
 
         def u_fn(x, t, r):
             return self.u(net, x, t, r, condition)
 
         with self.inference_mode(net, precision_amp):
-            return meanflow_sample(u_fn, noise, t_list, net.noise_scheduler, sample_type, generator)
+            return meanflow_sample(u_fn, noise, t_list, schedule, sample_type, generator)

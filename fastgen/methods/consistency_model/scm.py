@@ -58,17 +58,23 @@ def trigflow_flow(net, x_s: torch.Tensor, s: torch.Tensor, sigma_data: float, co
     return (flow, logvar) if return_logvar else flow
 
 
+def require_closed_form_snr_inverse(schedule, who: str) -> None:
+    """SNR matching under an autograd JVP differentiates the network time through sqrt_snr_to_t: refuse schedules
+    that invert it by bisection (no derivative), naming the two ways out."""
+    generic = getattr(type(schedule).sqrt_snr_to_t, "__qualname__", "").startswith("BaseNoiseSchedule")
+    if generic:
+        raise ValueError(f"{who}'s autograd JVP needs a closed-form sqrt_snr_to_t (edm, rf, trig schedules); the "
+                         f"{schedule.name!r} schedule inverts it by bisection, which has no derivative. Set "
+                         "model.loss_config.use_jvp_finite_diff=true or use one of those schedules")
+
+
 class SCMModel(TeacherMixin, FastGenModel):
     """sCT / sCD (see module docstring). Inference: FastGenModel.generator_fn with the x0 network (1 or more steps)."""
 
     def __init__(self, config: Any):
         super().__init__(config)
-        schedule = self.net.noise_scheduler
-        generic = getattr(type(schedule).sqrt_snr_to_t, "__qualname__", "").startswith("BaseNoiseSchedule")
-        if generic and not config.loss_config.use_jvp_finite_diff:
-            raise ValueError(f"sCM's autograd JVP needs a closed-form sqrt_snr_to_t (edm, rf, trig schedules); the "
-                             f"{schedule.name!r} schedule inverts it by bisection, which has no derivative. Set "
-                             "model.loss_config.use_jvp_finite_diff=true or use one of those schedules")
+        if not config.loss_config.use_jvp_finite_diff:
+            require_closed_form_snr_inverse(self.net.noise_scheduler, "sCM")
 
     @property
     def sigma_data(self) -> float:
