@@ -4,6 +4,7 @@ batches from the nested loaders' own smoke batches."""
 
 import pytest
 import torch
+from test_resume import assert_equal_tree
 
 from fastgen.datasets.gaussian_mixture import GaussianMixtureLoader
 from fastgen.datasets.kd_dataset import TeacherPairLoader, save_shard
@@ -140,16 +141,3 @@ def test_trainer_resume_with_a_zip_loader_is_bit_identical(tmp_path, monkeypatch
     for key in ("model", "optimizer", "rng"):
         assert_equal_tree(straight[key], resumed[key], key)
 
-
-def assert_equal_tree(a, b, where):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{where} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{where} keys differ"
-        for key in a:
-            assert_equal_tree(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_equal_tree(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
