@@ -497,11 +497,12 @@ def combine(results: list[dict]) -> dict:
     from fastgen.cli import UsageError
 
     first = results[0]
+    start = next((r["start"] for r in results if r.get("start")), None)  # older tables have none
     for other in results[1:]:
         differ = [k for k in SHARED_SETTINGS if other["settings"].get(k) != first["settings"].get(k)]
         differ += [f"machine {k}" for k in SAME_MACHINE if other["machine"][k] != first["machine"][k]]
         differ += [k for k in ("teacher", "floor") if other[k] != first[k]]
-        differ += ["start"] * bool(first.get("start") and other.get("start") and other["start"] != first["start"])
+        differ += ["start"] * bool(other.get("start") and other["start"] != start)
         if differ:
             raise UsageError(f"--combine: the tables differ in {differ}; combine only runs of the same FID "
                              "settings and machine")
@@ -512,7 +513,6 @@ def combine(results: list[dict]) -> dict:
     kd_pairs = next((r["kd_pairs"] for r in results if r.get("kd_pairs")), None)
     methods = [m for m in METHODS if any(r["method"] == m for r in runs)]
     seeds = sorted({r["seed"] for r in runs})
-    start = next((r["start"] for r in results if r.get("start")), None)  # older tables have none
     return {**first, "start": start, "rows": rows_of(runs), "runs": runs, "kd_pairs": kd_pairs,
             # every source table finished (rows with fewer seeds show it in their `seeds` column)
             "complete": all(r.get("complete", True) for r in results),
